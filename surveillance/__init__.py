@@ -1,0 +1,69 @@
+"""Watchful: scheduling for patients with neuroendocrine tumours under watchful waiting."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+import config as config_module
+from surveillance.extensions import db, migrate
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Application factory. ``config`` overrides the environment and every default."""
+    settings = {k: v for k, v in config_module.from_environment().items() if v is not None}
+    settings.update(config or {})
+    app = Flask(
+        __name__,
+        instance_path=settings.get("INSTANCE_PATH"),
+        instance_relative_config=True,
+        template_folder=str(PROJECT_ROOT / "templates"),
+    )
+    app.config.update(settings)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.setdefault(
+        "SQLALCHEMY_DATABASE_URI", f"sqlite:///{Path(app.instance_path) / 'watchful.sqlite3'}"
+    )
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+
+    from surveillance import api, cli
+
+    app.register_blueprint(api.bp)
+    cli.register(app)
+    return app
+
+
+def _instance_secret(instance: Path) -> str:
+    """A secret generated once and kept in the instance folder, so sessions survive restarts
+    and every local worker agrees. Deployments set SECRET_KEY instead."""
+    path = instance / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Foreign keys on, WAL for concurrent readers, and a busy timeout instead of instant
+    "database is locked" errors when the scheduler and the web server write at once."""
+    module = type(dbapi_connection).__module__
+    if not module.startswith("sqlite3"):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA busy_timeout = 5000")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.close()

@@ -1,0 +1,186 @@
+"""The OpenAPI 3.1 document, generated from the pydantic schemas the API validates with."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from surveillance.api import bp, schemas
+
+REF = "#/components/schemas/{model}"
+
+_MODELS: tuple[type[BaseModel], ...] = (
+    schemas.EnrolmentIn,
+    schemas.PatientPatch,
+    schemas.BookingIn,
+    schemas.CompletionIn,
+    schemas.CancelIn,
+    schemas.EmptyIn,
+    schemas.EndSurveillanceIn,
+    schemas.PatientOut,
+    schemas.PatientPageOut,
+    schemas.ErrorOut,
+)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(model)}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Malformed JSON.",
+        401: "Missing or invalid API token.",
+        404: "Not found (or another clinic's record).",
+        409: "Conflict: duplicate or invalid state change.",
+        415: "The body is not application/json.",
+        422: "Invalid input; `fields` says which and why.",
+    }
+    return {str(c): {"description": text[c], "content": _json(schemas.ErrorOut)} for c in codes}
+
+
+def _operation(
+    summary: str,
+    response: type[BaseModel],
+    body: type[BaseModel] | None = None,
+    status: int = 200,
+    errors: tuple[int, ...] = (401, 404),
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "security": [{"bearer": []}],
+        "responses": {
+            str(status): {"description": "Success.", "content": _json(response)},
+            **_errors(*errors),
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"required": body is not schemas.EmptyIn, "content": _json(body)}
+        op["responses"].update(_errors(400, 415, 422))
+    if parameters:
+        op["parameters"] = parameters
+    return op
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _event_action(summary: str, body: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "post": _operation(
+            summary,
+            schemas.PatientOut,
+            body,
+            errors=(401, 404, 409),
+            parameters=[_path_id("event_id")],
+        )
+    }
+
+
+@cache
+def document() -> dict[str, Any]:
+    _, definitions = models_json_schema(
+        [
+            (m, "validation" if m.__name__.endswith(("In", "Patch")) else "serialization")
+            for m in _MODELS
+        ],
+        ref_template=REF,
+    )
+    patient_id = [_path_id("patient_id")]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Watchful API",
+            "version": "1.0.0",
+            "description": "Enrol patients in watchful waiting and manage their surveillance "
+            "plans. Authenticate with `Authorization: Bearer <token>` "
+            "(`flask --app surveillance users api-token EMAIL`).",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "components": {
+            "schemas": definitions["$defs"],
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/patients": {
+                "post": _operation(
+                    "Enrol a patient and generate their plan",
+                    schemas.PatientOut,
+                    schemas.EnrolmentIn,
+                    status=201,
+                    errors=(401, 409),
+                ),
+                "get": _operation(
+                    "List patients",
+                    schemas.PatientPageOut,
+                    errors=(401, 422),
+                    parameters=[
+                        _query("clinic", {"type": "string"}, "Clinic slug."),
+                        _query("q", {"type": "string"}, "Part of a name or MRN."),
+                        _query("page", {"type": "integer", "minimum": 1}, "Page number."),
+                        _query(
+                            "per_page",
+                            {"type": "integer", "minimum": 1, "maximum": 200},
+                            "Page size.",
+                        ),
+                    ],
+                ),
+            },
+            "/patients/{patient_id}": {
+                "get": _operation(
+                    "A patient with their plan", schemas.PatientOut, parameters=patient_id
+                ),
+                "patch": _operation(
+                    "Change contact details or the interval",
+                    schemas.PatientOut,
+                    schemas.PatientPatch,
+                    errors=(401, 404, 409),
+                    parameters=patient_id,
+                ),
+            },
+            "/patients/{patient_id}/end-surveillance": {
+                "post": _operation(
+                    "End surveillance; future events are cancelled",
+                    schemas.PatientOut,
+                    schemas.EndSurveillanceIn,
+                    errors=(401, 404, 409),
+                    parameters=patient_id,
+                )
+            },
+            "/events/{event_id}/book": _event_action("Book an event", schemas.BookingIn),
+            "/events/{event_id}/reschedule": _event_action(
+                "Move a booked event", schemas.BookingIn
+            ),
+            "/events/{event_id}/complete": _event_action(
+                "Record an event as done, with its outcome", schemas.CompletionIn
+            ),
+            "/events/{event_id}/missed": _event_action(
+                "Record that the patient did not come", schemas.EmptyIn
+            ),
+            "/events/{event_id}/cancel": _event_action("Cancel an event", schemas.CancelIn),
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Any:
+    return document()

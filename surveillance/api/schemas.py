@@ -1,0 +1,176 @@
+"""Request and response shapes of the JSON API.
+
+These pydantic models validate input (unknown fields and wrong types are refused) and are the
+single source of the OpenAPI document, so the document cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from surveillance.models import Differentiation, Functional, Grade, Outcome, PrimarySite
+
+Text100 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Mrn = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9\-]*$"
+    ),
+]
+Phone = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=40, pattern=r"^[0-9+()\-. ]*$")
+]
+Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+Interval = Annotated[int, Field(ge=3, le=6)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class Input(BaseModel):
+    """Strict input: no unknown fields, no silent type coercion ("3" is not 3)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class EnrolmentIn(Input):
+    mrn: Mrn
+    given_name: Text100
+    family_name: Text100
+    birth_date: date
+    email: EmailStr | None = None
+    phone: Phone | None = None
+    preferred_language: Language = "en"
+    enrolled_on: date
+    interval_months: Interval | None = Field(
+        default=None, description="Defaults to the interval suggested by the tumour profile."
+    )
+    primary_site: PrimarySite
+    differentiation: Differentiation
+    grade: Grade
+    ki67: Annotated[float, Field(ge=0, le=100)] | None = None
+    size_mm: Annotated[int, Field(ge=1, le=1000)] | None = None
+    functional: Functional = Functional.UNKNOWN
+    clinic: str | None = Field(
+        default=None, description="Clinic slug; optional when the user has one clinic."
+    )
+    justification: Annotated[str, StringConstraints(max_length=4000)] | None = Field(
+        default=None, description="Required for poorly differentiated or G3 tumours."
+    )
+
+
+class PatientPatch(Input):
+    given_name: Text100 | None = None
+    family_name: Text100 | None = None
+    email: EmailStr | None = None
+    phone: Phone | None = None
+    preferred_language: Language | None = None
+    email_opt_out: bool | None = None
+    interval_months: Interval | None = None
+
+
+class BookingIn(Input):
+    starts_at: datetime = Field(
+        description="Local date and time in the clinic's time zone, without an offset."
+    )
+    duration_minutes: Annotated[int, Field(ge=5, le=480)] = 30
+    location: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class CompletionIn(Input):
+    completed_on: date
+    outcome: Outcome
+
+
+class CancelIn(Input):
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class EmptyIn(Input):
+    pass
+
+
+class EndSurveillanceIn(Input):
+    reason: Reason
+
+
+# --- Responses --------------------------------------------------------------------------------
+
+
+class EventOut(BaseModel):
+    id: int
+    uid: str
+    kind: Literal["visit", "biopsy"]
+    ordinal: int
+    due_on: date
+    window_start: date
+    window_end: date
+    status: Literal["planned", "booked", "completed", "missed", "cancelled"]
+    starts_at: str | None = Field(description="Local ISO date-time in the clinic's zone.")
+    ends_at: str | None
+    location: str | None
+    sequence: int
+    completed_on: date | None
+    outcome: Literal["stable", "progression", "inconclusive"] | None
+    overdue: bool
+
+
+class PlanOut(BaseModel):
+    id: int
+    status: Literal["active", "ended"]
+    interval_months: int
+    suggested_interval_months: int
+    enrolled_on: date
+    anchor_on: date
+    horizon_until: date
+    justification: str | None
+    ended_on: date | None
+    end_reason: str | None
+
+
+class TumourProfileOut(BaseModel):
+    primary_site: str
+    differentiation: str
+    grade: str
+    ki67: float | None
+    size_mm: int | None
+    functional: str
+
+
+class PatientSummaryOut(BaseModel):
+    id: int
+    mrn: str
+    given_name: str
+    family_name: str
+    clinic: str
+    plan_status: Literal["active", "ended"] | None
+    next_event: EventOut | None
+
+
+class PatientOut(BaseModel):
+    id: int
+    mrn: str
+    given_name: str
+    family_name: str
+    birth_date: date
+    email: str | None
+    phone: str | None
+    preferred_language: str
+    email_opt_out: bool
+    clinic: str
+    tumour: TumourProfileOut
+    plan: PlanOut | None
+    events: list[EventOut]
+
+
+class PatientPageOut(BaseModel):
+    items: list[PatientSummaryOut]
+    page: int
+    per_page: int
+    total: int
+
+
+class ErrorOut(BaseModel):
+    error: str
+    fields: dict[str, str] = Field(default_factory=dict)

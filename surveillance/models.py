@@ -1,0 +1,310 @@
+"""Database models (SQLAlchemy 2.0 typed declarative)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from surveillance.clinic_calendar import ClinicCalendar
+from surveillance.extensions import db
+from surveillance.planning import EventKind
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_uid() -> str:
+    return str(uuid.uuid4())
+
+
+class Role(StrEnum):
+    COORDINATOR = "coordinator"
+    ADMIN = "admin"
+
+
+class PrimarySite(StrEnum):
+    PANCREAS = "pancreas"
+    SMALL_BOWEL = "small_bowel"
+    STOMACH = "stomach"
+    RECTUM = "rectum"
+    APPENDIX = "appendix"
+    LUNG = "lung"
+    OTHER = "other"
+
+
+class Differentiation(StrEnum):
+    WELL = "well"
+    POORLY = "poorly"
+
+
+class Grade(StrEnum):
+    G1 = "G1"
+    G2 = "G2"
+    G3 = "G3"
+
+
+class Functional(StrEnum):
+    YES = "yes"
+    NO = "no"
+    UNKNOWN = "unknown"
+
+
+class PlanStatus(StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class EventStatus(StrEnum):
+    PLANNED = "planned"
+    BOOKED = "booked"
+    COMPLETED = "completed"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+
+
+class Outcome(StrEnum):
+    STABLE = "stable"
+    PROGRESSION = "progression"
+    INCONCLUSIVE = "inconclusive"
+
+
+def _in(values: type[StrEnum]) -> str:
+    return "(" + ", ".join(f"'{v.value}'" for v in values) + ")"
+
+
+user_clinics = Table(
+    "user_clinics",
+    db.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("clinic_id", ForeignKey("clinics.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Clinic(db.Model):
+    __tablename__ = "clinics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="America/Denver")
+    address: Mapped[str] = mapped_column(Text, default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    # Python weekday numbers, Monday = 0, as a string of digits: "01234" is Monday to Friday.
+    working_weekdays: Mapped[str] = mapped_column(String(7), default="01234")
+    observe_us_holidays: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    closures: Mapped[list[ClinicClosure]] = relationship(
+        back_populates="clinic", cascade="all, delete-orphan", order_by="ClinicClosure.closed_on"
+    )
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        return frozenset(int(ch) for ch in self.working_weekdays)
+
+    def calendar(self) -> ClinicCalendar:
+        return ClinicCalendar.build(
+            self.weekdays, (c.closed_on for c in self.closures), self.observe_us_holidays
+        )
+
+
+class ClinicClosure(db.Model):
+    __tablename__ = "clinic_closures"
+    __table_args__ = (UniqueConstraint("clinic_id", "closed_on"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id", ondelete="CASCADE"))
+    closed_on: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+
+    clinic: Mapped[Clinic] = relationship(back_populates="closures")
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(f"role IN {_in(Role)}", name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(20), default=Role.COORDINATOR)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    # The coordinator's own clinic calendar feed: only a hash of the secret is kept.
+    feed_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    clinics: Mapped[list[Clinic]] = relationship(secondary=user_clinics, order_by=Clinic.name)
+    api_tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    # Flask-Login's user protocol.
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class ApiToken(db.Model):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="api_tokens")
+
+
+class Patient(db.Model):
+    __tablename__ = "patients"
+    __table_args__ = (
+        CheckConstraint(f"primary_site IN {_in(PrimarySite)}", name="primary_site"),
+        CheckConstraint(f"differentiation IN {_in(Differentiation)}", name="differentiation"),
+        CheckConstraint(f"grade IN {_in(Grade)}", name="grade"),
+        CheckConstraint(f"functional IN {_in(Functional)}", name="functional"),
+        Index("ix_patients_clinic_family_given", "clinic_id", "family_name", "given_name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    mrn: Mapped[str] = mapped_column(String(40), unique=True)
+    given_name: Mapped[str] = mapped_column(String(100))
+    family_name: Mapped[str] = mapped_column(String(100))
+    birth_date: Mapped[date] = mapped_column(Date)
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    preferred_language: Mapped[str] = mapped_column(String(20), default="en")
+    email_opt_out: Mapped[bool] = mapped_column(default=False)
+
+    primary_site: Mapped[str] = mapped_column(String(20))
+    differentiation: Mapped[str] = mapped_column(String(10))
+    grade: Mapped[str] = mapped_column(String(2))
+    ki67: Mapped[float | None]
+    size_mm: Mapped[int | None]
+    functional: Mapped[str] = mapped_column(String(10), default=Functional.UNKNOWN)
+
+    # The private calendar feed and patient page share one secret; only its hash is kept.
+    feed_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Rises with every change a calendar or the patient page would show; feeds are cached by it.
+    feed_version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    clinic: Mapped[Clinic] = relationship()
+    plans: Mapped[list[SurveillancePlan]] = relationship(
+        back_populates="patient", order_by="SurveillancePlan.id"
+    )
+
+    @property
+    def active_plan(self) -> SurveillancePlan | None:
+        return next((p for p in self.plans if p.status == PlanStatus.ACTIVE), None)
+
+    @property
+    def latest_plan(self) -> SurveillancePlan | None:
+        return self.plans[-1] if self.plans else None
+
+
+class SurveillancePlan(db.Model):
+    __tablename__ = "surveillance_plans"
+    __table_args__ = (
+        CheckConstraint("interval_months BETWEEN 3 AND 6", name="interval_months"),
+        CheckConstraint(f"status IN {_in(PlanStatus)}", name="status"),
+        # One active plan per patient, enforced by the database itself.
+        Index(
+            "uq_surveillance_plans_one_active",
+            "patient_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    interval_months: Mapped[int]
+    enrolled_on: Mapped[date] = mapped_column(Date)
+    # Visits are planned from the anchor: the enrolment date (ordinal 0) at first, the actual
+    # date of the latest visit completed off its due date afterwards.
+    anchor_on: Mapped[date] = mapped_column(Date)
+    anchor_ordinal: Mapped[int] = mapped_column(default=0)
+    horizon_until: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(10), default=PlanStatus.ACTIVE)
+    justification: Mapped[str | None] = mapped_column(Text)
+    ended_on: Mapped[date | None] = mapped_column(Date)
+    end_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    patient: Mapped[Patient] = relationship(back_populates="plans")
+    events: Mapped[list[PlanEvent]] = relationship(
+        back_populates="plan", order_by="(PlanEvent.due_on, PlanEvent.kind, PlanEvent.ordinal)"
+    )
+
+
+class PlanEvent(db.Model):
+    __tablename__ = "plan_events"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "kind", "ordinal"),
+        CheckConstraint(f"kind IN {_in(EventKind)}", name="kind"),
+        CheckConstraint(f"status IN {_in(EventStatus)}", name="status"),
+        CheckConstraint(f"outcome IS NULL OR outcome IN {_in(Outcome)}", name="outcome"),
+        CheckConstraint("window_start <= due_on AND due_on <= window_end", name="window"),
+        Index("ix_plan_events_status_due_on", "status", "due_on"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("surveillance_plans.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    ordinal: Mapped[int]
+    due_on: Mapped[date] = mapped_column(Date)
+    window_start: Mapped[date] = mapped_column(Date)
+    window_end: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(10), default=EventStatus.PLANNED)
+    starts_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    location: Mapped[str | None] = mapped_column(Text)
+    completed_on: Mapped[date | None] = mapped_column(Date)
+    outcome: Mapped[str | None] = mapped_column(String(15))
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # The calendar identity: the UID never changes; SEQUENCE rises with each visible change.
+    uid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uid)
+    sequence: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set explicitly on each visible change (not ``onupdate``): feeds use it as LAST-MODIFIED.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    plan: Mapped[SurveillancePlan] = relationship(back_populates="events")
+    patient: Mapped[Patient] = relationship()

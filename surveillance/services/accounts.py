@@ -1,0 +1,103 @@
+"""Clinics, users and their API tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from surveillance import clock
+from surveillance.errors import Conflict, ValidationFailed
+from surveillance.extensions import db
+from surveillance.models import ApiToken, Clinic, Role, User
+from surveillance.secrets_store import new_token, token_hash
+
+MIN_PASSWORD_LENGTH = 10
+# "Last used" is for spotting stale tokens; minute precision would cost a write per request.
+LAST_USED_RESOLUTION = timedelta(minutes=5)
+
+
+def create_clinic(
+    slug: str, name: str, timezone: str = "America/Denver", address: str = ""
+) -> Clinic:
+    errors = {}
+    if not slug or not slug.replace("-", "").isalnum() or slug != slug.lower():
+        errors["slug"] = "Use lower-case letters, digits and hyphens."
+    if not name.strip():
+        errors["name"] = "A clinic needs a name."
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        errors["timezone"] = (
+            f"Unknown time zone {timezone!r}; use an IANA name like America/Denver."
+        )
+    if errors:
+        raise ValidationFailed(errors)
+    if db.session.scalar(select(Clinic.id).where(Clinic.slug == slug)) is not None:
+        raise Conflict(f"A clinic with slug {slug!r} already exists.", {"slug": "Already in use."})
+    clinic = Clinic(slug=slug, name=name.strip(), timezone=timezone, address=address.strip())
+    db.session.add(clinic)
+    db.session.flush()
+    return clinic
+
+
+def hash_password(password: str) -> str:
+    # Werkzeug's default is scrypt, a memory-hard hash.
+    return generate_password_hash(password)
+
+
+def create_user(
+    email: str, role: str, password: str, clinics: list[Clinic], full_name: str = ""
+) -> User:
+    email = email.strip().lower()
+    errors = {}
+    if "@" not in email:
+        errors["email"] = "Enter an email address."
+    if role not in set(Role):
+        errors["role"] = "Role must be coordinator or admin."
+    if len(password) < MIN_PASSWORD_LENGTH:
+        errors["password"] = f"Use at least {MIN_PASSWORD_LENGTH} characters."
+    if errors:
+        raise ValidationFailed(errors)
+    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict("A user with this email already exists.", {"email": "Already in use."})
+    user = User(
+        email=email,
+        role=role,
+        password_hash=hash_password(password),
+        clinics=list(clinics),
+        full_name=full_name,
+    )
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def verify_password(user: User, password: str) -> bool:
+    return check_password_hash(user.password_hash, password)
+
+
+def issue_api_token(user: User, name: str = "") -> str:
+    """Create a token and return its secret, which is shown once and never stored."""
+    secret = new_token()
+    db.session.add(ApiToken(user=user, name=name, token_hash=token_hash(secret)))
+    db.session.flush()
+    return secret
+
+
+def user_for_api_token(secret: str) -> User | None:
+    """The active user owning an unrevoked token; the lookup is by hash, so the secret itself
+    is never compared byte by byte against stored data."""
+    token = db.session.scalar(
+        select(ApiToken).where(
+            ApiToken.token_hash == token_hash(secret), ApiToken.revoked_at.is_(None)
+        )
+    )
+    if token is None or not token.user.is_active:
+        return None
+    now = clock.utcnow()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        token.last_used_at = now
+    return token.user

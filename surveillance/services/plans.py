@@ -1,0 +1,384 @@
+"""Enrolment and everything that changes a surveillance plan or its events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from surveillance import clock, planning
+from surveillance.errors import Conflict, ValidationFailed
+from surveillance.extensions import db
+from surveillance.models import (
+    Clinic,
+    EventStatus,
+    Outcome,
+    Patient,
+    PlanEvent,
+    PlanStatus,
+    SurveillancePlan,
+)
+from surveillance.planning import EventKind, EventSlot, ExistingVisit
+
+MAX_ENROLMENT_AHEAD = timedelta(days=365)
+MIN_DURATION_MINUTES, MAX_DURATION_MINUTES = 5, 8 * 60
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """Validated enrolment input (the API and the form both produce one)."""
+
+    mrn: str
+    given_name: str
+    family_name: str
+    birth_date: date
+    enrolled_on: date
+    primary_site: str
+    differentiation: str
+    grade: str
+    interval_months: int | None = None
+    email: str | None = None
+    phone: str | None = None
+    preferred_language: str = "en"
+    ki67: float | None = None
+    size_mm: int | None = None
+    functional: str = "unknown"
+    justification: str | None = None
+
+
+def check_enrolment(data: Enrolment, today: date) -> planning.IntervalAdvice:
+    """Apply the clinic's rules to an enrolment; raise ``ValidationFailed`` listing them all."""
+    errors: dict[str, str] = {}
+    advice = planning.suggest_interval(data.differentiation, data.grade, data.ki67)
+    if data.birth_date > today:
+        errors["birth_date"] = "Birth date cannot be in the future."
+    if data.enrolled_on < data.birth_date:
+        errors["enrolled_on"] = "Enrolment cannot be before the birth date."
+    elif data.enrolled_on > today + MAX_ENROLMENT_AHEAD:
+        errors["enrolled_on"] = "Enrolment cannot be more than a year ahead."
+    if data.interval_months is not None:
+        try:
+            planning.validate_interval(data.interval_months)
+        except planning.PlanningError:
+            errors["interval_months"] = "Interval must be 3, 4, 5 or 6 months."
+    if advice.requires_justification and not (data.justification or "").strip():
+        errors["justification"] = (
+            "Poorly differentiated or G3 tumours need a written clinical justification "
+            "for watchful waiting."
+        )
+    if errors:
+        raise ValidationFailed(errors)
+    return advice
+
+
+def enrol(data: Enrolment, clinic: Clinic) -> Patient:
+    """Create the patient, their active plan and its events."""
+    today = clock.today_in(clinic.timezone)
+    advice = check_enrolment(data, today)
+    if db.session.scalar(select(Patient.id).where(Patient.mrn == data.mrn)) is not None:
+        raise Conflict("A patient with this MRN already exists.", {"mrn": "MRN already in use."})
+    patient = Patient(
+        clinic=clinic,
+        mrn=data.mrn,
+        given_name=data.given_name,
+        family_name=data.family_name,
+        birth_date=data.birth_date,
+        email=data.email,
+        phone=data.phone,
+        preferred_language=data.preferred_language,
+        primary_site=data.primary_site,
+        differentiation=data.differentiation,
+        grade=data.grade,
+        ki67=data.ki67,
+        size_mm=data.size_mm,
+        functional=data.functional,
+    )
+    interval = data.interval_months or advice.months
+    plan = SurveillancePlan(
+        patient=patient,
+        interval_months=interval,
+        enrolled_on=data.enrolled_on,
+        anchor_on=data.enrolled_on,
+        anchor_ordinal=0,
+        horizon_until=planning.horizon_end(today, data.enrolled_on, _horizon_months()),
+        justification=(data.justification or "").strip() or None,
+    )
+    db.session.add_all([patient, plan])
+    slots = _safe_plan(
+        lambda: planning.initial_plan(
+            data.enrolled_on, interval, today, clinic.calendar(), _horizon_months()
+        )
+    )
+    for slot in slots:
+        db.session.add(_new_event(plan, slot))
+    db.session.flush()
+    return patient
+
+
+def _horizon_months() -> int:
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        return int(current_app.config.get("PLAN_HORIZON_MONTHS", planning.DEFAULT_HORIZON_MONTHS))
+    return planning.DEFAULT_HORIZON_MONTHS
+
+
+def _safe_plan(build):  # type: ignore[no-untyped-def]
+    try:
+        return build()
+    except planning.PlanningError as exc:
+        raise ValidationFailed({"enrolled_on": str(exc)}) from exc
+
+
+def _new_event(plan: SurveillancePlan, slot: EventSlot) -> PlanEvent:
+    return PlanEvent(
+        plan=plan,
+        patient=plan.patient,
+        kind=slot.kind.value,
+        ordinal=slot.ordinal,
+        due_on=slot.due_on,
+        window_start=slot.window_start,
+        window_end=slot.window_end,
+        status=EventStatus.PLANNED,
+        updated_at=clock.utcnow(),
+    )
+
+
+def touch(event: PlanEvent) -> None:
+    """Record a change a calendar would show: new SEQUENCE, new LAST-MODIFIED, new feed."""
+    event.sequence += 1
+    event.updated_at = clock.utcnow()
+    event.patient.feed_version += 1
+
+
+# --- Re-planning ------------------------------------------------------------------------------
+
+
+def _visits(plan: SurveillancePlan) -> list[PlanEvent]:
+    return [e for e in plan.events if e.kind == EventKind.VISIT]
+
+
+def replan(plan: SurveillancePlan, today: date) -> planning.Reconciliation:
+    """Bring the plan's future visits in line with its anchor, interval and horizon."""
+    clinic = plan.patient.clinic
+    until = planning.horizon_end(today, plan.enrolled_on, _horizon_months())
+    desired = planning.visit_slots(
+        plan.anchor_on, plan.anchor_ordinal, plan.interval_months, until, clinic.calendar()
+    )
+    by_id = {e.id: e for e in _visits(plan)}
+    existing = [ExistingVisit(e.id, e.ordinal, e.status, e.due_on) for e in by_id.values()]
+    result = planning.reconcile_visits(existing, desired, plan.anchor_ordinal, today)
+    for key, slot in result.moves:
+        event = by_id[key]  # type: ignore[index]
+        event.due_on, event.window_start, event.window_end = (
+            slot.due_on,
+            slot.window_start,
+            slot.window_end,
+        )
+        touch(event)
+    for slot in result.creates:
+        db.session.add(_new_event(plan, slot))
+    for key in result.cancels:
+        _cancel(by_id[key], "No longer needed after the plan changed.")  # type: ignore[index]
+    plan.horizon_until = max(plan.horizon_until, until)
+    db.session.flush()
+    return result
+
+
+def extend_horizon(plan: SurveillancePlan, today: date) -> int:
+    """Add the visits needed to keep the plan at least the horizon ahead; return how many."""
+    if plan.status != PlanStatus.ACTIVE:
+        return 0
+    until = planning.horizon_end(today, plan.enrolled_on, _horizon_months())
+    if plan.horizon_until >= until:
+        return 0
+    known = {e.ordinal for e in _visits(plan)}
+    slots = planning.visit_slots(
+        plan.anchor_on,
+        plan.anchor_ordinal,
+        plan.interval_months,
+        until,
+        plan.patient.clinic.calendar(),
+    )
+    new = [slot for slot in slots if slot.ordinal not in known]
+    for slot in new:
+        db.session.add(_new_event(plan, slot))
+    plan.horizon_until = until
+    if new:
+        plan.patient.feed_version += 1
+    db.session.flush()
+    return len(new)
+
+
+def change_interval(plan: SurveillancePlan, months: int) -> None:
+    _require_active(plan)
+    try:
+        planning.validate_interval(months)
+    except planning.PlanningError as exc:
+        raise ValidationFailed(
+            {"interval_months": "Interval must be 3, 4, 5 or 6 months."}
+        ) from exc
+    if months == plan.interval_months:
+        return
+    plan.interval_months = months
+    replan(plan, clock.today_in(plan.patient.clinic.timezone))
+
+
+def end_surveillance(plan: SurveillancePlan, reason: str) -> None:
+    """End the plan: every event that has not happened yet is cancelled."""
+    _require_active(plan)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed({"reason": "Say why surveillance ends."})
+    plan.status = PlanStatus.ENDED
+    plan.ended_on = clock.today_in(plan.patient.clinic.timezone)
+    plan.end_reason = reason
+    for event in plan.events:
+        if event.status in (EventStatus.PLANNED, EventStatus.BOOKED):
+            _cancel(event, "Surveillance ended.")
+    plan.patient.feed_version += 1
+    db.session.flush()
+
+
+def _require_active(plan: SurveillancePlan) -> None:
+    if plan.status != PlanStatus.ACTIVE:
+        raise Conflict("Surveillance has ended for this patient.")
+
+
+# --- Event actions ----------------------------------------------------------------------------
+
+_ALLOWED: dict[str, set[str]] = {
+    "book": {EventStatus.PLANNED, EventStatus.MISSED},
+    "reschedule": {EventStatus.BOOKED},
+    "complete": {EventStatus.PLANNED, EventStatus.BOOKED, EventStatus.MISSED},
+    "missed": {EventStatus.PLANNED, EventStatus.BOOKED},
+    "cancel": {EventStatus.PLANNED, EventStatus.BOOKED, EventStatus.MISSED},
+}
+
+
+def _require_transition(event: PlanEvent, action: str) -> None:
+    if event.status not in _ALLOWED[action]:
+        raise Conflict(f"A {event.status} {event.kind} cannot be {_PAST[action]}.")
+    if action != "complete":
+        _require_active(event.plan)
+
+
+_PAST = {
+    "book": "booked (reschedule a booked one)",
+    "reschedule": "rescheduled (book it first)",
+    "complete": "completed",
+    "missed": "marked missed",
+    "cancel": "cancelled",
+}
+
+
+def _local_slot(
+    clinic: Clinic, starts_at: datetime, duration_minutes: int
+) -> tuple[datetime, datetime]:
+    """Check a local clinic time and turn it into a UTC start and end."""
+    errors: dict[str, str] = {}
+    if starts_at.tzinfo is not None:
+        errors["starts_at"] = "Give the local clinic time without a UTC offset."
+    elif (reason := clinic.calendar().closure_reason(starts_at.date())) is not None:
+        errors["starts_at"] = f"Cannot book on {starts_at.date().isoformat()}: {reason}."
+    if not MIN_DURATION_MINUTES <= duration_minutes <= MAX_DURATION_MINUTES:
+        errors["duration_minutes"] = (
+            f"Duration must be {MIN_DURATION_MINUTES} to {MAX_DURATION_MINUTES} minutes."
+        )
+    if errors:
+        raise ValidationFailed(errors)
+    zone = ZoneInfo(clinic.timezone)
+    local = starts_at.replace(tzinfo=zone)
+    start_utc = local.astimezone(ZoneInfo("UTC"))
+    if start_utc.astimezone(zone).replace(tzinfo=None) != starts_at:
+        # The wall-clock time does not exist (the hour skipped when clocks go forward).
+        raise ValidationFailed({"starts_at": "That time does not exist in the clinic's zone."})
+    return start_utc, start_utc + timedelta(minutes=duration_minutes)
+
+
+def book(
+    event: PlanEvent, starts_at: datetime, duration_minutes: int, location: str | None
+) -> None:
+    _require_transition(event, "book")
+    _set_booking(event, starts_at, duration_minutes, location)
+
+
+def reschedule(
+    event: PlanEvent, starts_at: datetime, duration_minutes: int, location: str | None
+) -> None:
+    _require_transition(event, "reschedule")
+    _set_booking(event, starts_at, duration_minutes, location)
+
+
+def _set_booking(
+    event: PlanEvent, starts_at: datetime, duration_minutes: int, location: str | None
+) -> None:
+    clinic = event.patient.clinic
+    event.starts_at, event.ends_at = _local_slot(clinic, starts_at, duration_minutes)
+    event.location = (location or "").strip() or clinic.address or clinic.name
+    event.status = EventStatus.BOOKED
+    touch(event)
+    db.session.flush()
+
+
+def complete(event: PlanEvent, completed_on: date, outcome: str) -> None:
+    _require_transition(event, "complete")
+    plan = event.plan
+    today = clock.today_in(event.patient.clinic.timezone)
+    errors = {}
+    if completed_on > today:
+        errors["completed_on"] = "Completion date cannot be in the future."
+    elif completed_on < plan.enrolled_on:
+        errors["completed_on"] = "Completion date cannot be before enrolment."
+    if outcome not in set(Outcome):
+        errors["outcome"] = "Outcome must be stable, progression or inconclusive."
+    if errors:
+        raise ValidationFailed(errors)
+    event.status = EventStatus.COMPLETED
+    event.completed_on = completed_on
+    event.outcome = outcome
+    touch(event)
+    if plan.status != PlanStatus.ACTIVE:
+        db.session.flush()
+        return
+    if outcome == Outcome.PROGRESSION:
+        end_surveillance(plan, "Progression found at a surveillance event.")
+        return
+    if (
+        event.kind == EventKind.VISIT
+        and completed_on != event.due_on
+        and event.ordinal >= plan.anchor_ordinal
+    ):
+        # A visit done early or late restarts the clock from the day it really happened.
+        plan.anchor_on, plan.anchor_ordinal = completed_on, event.ordinal
+        replan(plan, today)
+    db.session.flush()
+
+
+def mark_missed(event: PlanEvent) -> None:
+    _require_transition(event, "missed")
+    today = clock.today_in(event.patient.clinic.timezone)
+    happens_on = (
+        event.starts_at.astimezone(ZoneInfo(event.patient.clinic.timezone)).date()
+        if event.starts_at
+        else event.due_on
+    )
+    if happens_on > today:
+        raise Conflict("An event cannot be marked missed before its date.")
+    event.status = EventStatus.MISSED
+    touch(event)
+    db.session.flush()
+
+
+def cancel(event: PlanEvent, reason: str | None) -> None:
+    _require_transition(event, "cancel")
+    _cancel(event, (reason or "").strip() or "Cancelled by the clinic.")
+    db.session.flush()
+
+
+def _cancel(event: PlanEvent, reason: str) -> None:
+    event.status = EventStatus.CANCELLED
+    event.cancel_reason = reason
+    touch(event)

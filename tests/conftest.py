@@ -1,0 +1,113 @@
+"""Shared fixtures, in the style of the Flask tutorial (``app``, ``client``, ``runner``).
+
+The suite runs on SQLite by default and on PostgreSQL when ``TEST_DATABASE_URL`` is set. The
+schema is built once per test process by the real Alembic migrations; each test then starts
+from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from flask_migrate import upgrade
+
+from surveillance import create_app
+from surveillance.extensions import db
+from tests import factories
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _postgres_database(base_url: str, name: str) -> str:
+    """A fresh database per test process, so parallel workers never share tables."""
+    url = sa.make_url(base_url).set(drivername="postgresql+psycopg")
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    base = os.environ.get("TEST_DATABASE_URL")
+    if base:
+        url = _postgres_database(base, f"watchful_test_{_worker()}")
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def is_postgres(database_url: str) -> bool:
+    return database_url.startswith("postgresql")
+
+
+def base_config(database_url: str, instance: Path) -> dict[str, object]:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "WTF_CSRF_ENABLED": False,
+        "PUBLIC_BASE_URL": "https://watchful.test",
+        "INSTANCE_PATH": str(instance),
+    }
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    app = create_app(base_config(database_url, tmp_path))
+    with app.app_context():
+        yield app
+        db.session.remove()
+        _empty_all_tables()
+        db.engine.dispose()
+
+
+def _empty_all_tables() -> None:
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            quoted = ", ".join(f'"{t}"' for t in tables)
+            conn.execute(sa.text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(sa.text(f'DELETE FROM "{table}"'))
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def clinic(app: Flask):  # type: ignore[no-untyped-def]
+    return factories.clinic()
+
+
+@pytest.fixture
+def coordinator(clinic):  # type: ignore[no-untyped-def]
+    return factories.user(clinics=[clinic])
+
+
+@pytest.fixture
+def api(client: FlaskClient, coordinator) -> factories.ApiClient:  # type: ignore[no-untyped-def]
+    return factories.ApiClient(client, factories.token_for(coordinator))
