@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 import config as config_module
-from surveillance.extensions import db, migrate
+from surveillance.extensions import bootstrap, csrf, db, login_manager, migrate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,12 +35,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 
+    # Bootstrap's CSS and JS come from the installed package, never from a CDN.
+    app.config.setdefault("BOOTSTRAP_SERVE_LOCAL", True)
+
     db.init_app(app)
+    csrf.init_app(app)
+    bootstrap.init_app(app)
+    login_manager.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
 
     from surveillance import api, cli
 
     app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # bearer tokens, not cookies: no CSRF exposure
     cli.register(app)
     return app
 

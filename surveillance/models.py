@@ -147,7 +147,8 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(20), default=Role.COORDINATOR)
     is_active: Mapped[bool] = mapped_column(default=True)
-    # The coordinator's own clinic calendar feed: only a hash of the secret is kept.
+    # The coordinator's own clinic calendar feed (see services.feed_tokens): a salt and a hash.
+    feed_token_salt: Mapped[str | None] = mapped_column(String(64))
     feed_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -215,7 +216,9 @@ class Patient(db.Model):
     size_mm: Mapped[int | None]
     functional: Mapped[str] = mapped_column(String(10), default=Functional.UNKNOWN)
 
-    # The private calendar feed and patient page share one secret; only its hash is kept.
+    # The private calendar feed and patient page share one secret (see services.feed_tokens):
+    # only a salt and a hash are kept, never the secret.
+    feed_token_salt: Mapped[str | None] = mapped_column(String(64))
     feed_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     # Rises with every change a calendar or the patient page would show; feeds are cached by it.
     feed_version: Mapped[int] = mapped_column(default=1)

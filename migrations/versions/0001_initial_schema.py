@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 09:16:56.290420
+Create Date: 2026-11-27 09:20:00.370237
 
 """
 from alembic import op
@@ -39,6 +39,7 @@ def upgrade():
     sa.Column('password_hash', sa.String(length=256), nullable=False),
     sa.Column('role', sa.String(length=20), nullable=False),
     sa.Column('is_active', sa.Boolean(), nullable=False),
+    sa.Column('feed_token_salt', sa.String(length=64), nullable=True),
     sa.Column('feed_token_hash', sa.String(length=64), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("role IN ('coordinator', 'admin')", name=op.f('ck_users_role')),
@@ -87,6 +88,7 @@ def upgrade():
     sa.Column('ki67', sa.Double(), nullable=True),
     sa.Column('size_mm', sa.Integer(), nullable=True),
     sa.Column('functional', sa.String(length=10), nullable=False),
+    sa.Column('feed_token_salt', sa.String(length=64), nullable=True),
     sa.Column('feed_token_hash', sa.String(length=64), nullable=True),
     sa.Column('feed_version', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),

@@ -21,6 +21,7 @@ from surveillance.models import (
     SurveillancePlan,
 )
 from surveillance.planning import EventKind, EventSlot, ExistingVisit
+from surveillance.services import feed_tokens
 
 MAX_ENROLMENT_AHEAD = timedelta(days=365)
 MIN_DURATION_MINUTES, MAX_DURATION_MINUTES = 5, 8 * 60
@@ -114,6 +115,7 @@ def enrol(data: Enrolment, clinic: Clinic) -> Patient:
     for slot in slots:
         db.session.add(_new_event(plan, slot))
     db.session.flush()
+    feed_tokens.rotate_patient_token(patient)
     return patient
 
 
