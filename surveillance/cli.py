@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 from flask import Flask
 from flask.cli import AppGroup
@@ -36,6 +38,23 @@ def create_clinic(slug: str, name: str, timezone: str, address: str) -> None:
         _fail(exc)
     db.session.commit()
     click.echo(f"Created clinic {clinic.slug} ({clinic.name}, {clinic.timezone}).")
+
+
+@clinics_cli.command("close")
+@click.argument("slug")
+@click.argument("day", type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--reason", default="", help="Shown to coordinators, e.g. 'Staff training'.")
+def close_clinic(slug: str, day: datetime, reason: str) -> None:
+    """Close a clinic on DAY (YYYY-MM-DD) and move planned dates off it."""
+    clinic = db.session.scalar(select(Clinic).where(Clinic.slug == slug))
+    if clinic is None:
+        raise click.ClickException(f"No clinic with slug {slug!r}.")
+    try:
+        moved = accounts.add_closure(clinic, day.date(), reason)
+    except DomainError as exc:
+        _fail(exc)
+    db.session.commit()
+    click.echo(f"{clinic.name} is closed on {day.date().isoformat()}; {moved} plan(s) re-planned.")
 
 
 @users_cli.command("create")

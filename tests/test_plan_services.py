@@ -87,3 +87,22 @@ def test_every_visible_change_bumps_the_feed_version(clinic) -> None:  # type: i
         assert patient.feed_version == version + 1
         plans.cancel(visits(patient)[0], None)
         assert patient.feed_version == version + 2
+
+
+def test_a_new_closure_moves_planned_dates_off_it(clinic, runner) -> None:  # type: ignore[no-untyped-def]
+    with time_machine.travel("2026-01-05 17:00:00+00:00", tick=False):
+        patient = factories.enrol(clinic, interval_months=6)
+        first = visits(patient)[0]
+        biopsy = next(e for e in patient.active_plan.events if e.kind == "biopsy")
+        assert (first.due_on, biopsy.due_on) == (date(2026, 7, 6), date(2027, 1, 5))
+        for day in ("2026-07-06", "2027-01-05"):
+            result = runner.invoke(args=["clinics", "close", clinic.slug, day, "--reason", "Move"])
+            assert result.exit_code == 0, result.output
+        duplicate = runner.invoke(args=["clinics", "close", clinic.slug, "2026-07-06"])
+        assert duplicate.exit_code != 0
+    db.session.expire_all()
+    first = db.session.get(PlanEvent, first.id)
+    biopsy = db.session.get(PlanEvent, biopsy.id)
+    assert first.due_on == date(2026, 7, 7) and first.sequence == 1
+    assert biopsy.due_on == date(2027, 1, 4) and biopsy.sequence == 1
+    assert first.uid and biopsy.uid

@@ -184,9 +184,46 @@ def replan(plan: SurveillancePlan, today: date) -> planning.Reconciliation:
         db.session.add(_new_event(plan, slot))
     for key in result.cancels:
         _cancel(by_id[key], "No longer needed after the plan changed.")  # type: ignore[index]
+    _refresh_biopsy(plan, today)
     plan.horizon_until = max(plan.horizon_until, until)
     db.session.flush()
     return result
+
+
+def _refresh_biopsy(plan: SurveillancePlan, today: date) -> None:
+    """Keep a still-planned biopsy on a working day (closures may have been added since)."""
+    slot = planning.biopsy_slot(plan.enrolled_on, plan.patient.clinic.calendar())
+    for event in plan.events:
+        if (
+            event.kind == EventKind.BIOPSY
+            and event.status == EventStatus.PLANNED
+            and event.due_on >= today
+            and event.due_on != slot.due_on
+        ):
+            event.due_on, event.window_start, event.window_end = (
+                slot.due_on,
+                slot.window_start,
+                slot.window_end,
+            )
+            touch(event)
+
+
+def refresh_clinic_plans(clinic: Clinic) -> int:
+    """Re-plan every active plan of a clinic after its calendar changed (a closure added,
+    working days changed), so no future planned date falls on a closed day. Returns how many
+    plans changed."""
+    today = clock.today_in(clinic.timezone)
+    active = db.session.scalars(
+        select(SurveillancePlan)
+        .join(SurveillancePlan.patient)
+        .where(Patient.clinic_id == clinic.id, SurveillancePlan.status == PlanStatus.ACTIVE)
+    ).all()
+    changed = 0
+    for plan in active:
+        versions = plan.patient.feed_version
+        replan(plan, today)
+        changed += plan.patient.feed_version != versions
+    return changed
 
 
 def extend_horizon(plan: SurveillancePlan, today: date) -> int:
