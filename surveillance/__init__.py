@@ -11,6 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 import config as config_module
+from surveillance import http
 from surveillance.extensions import bootstrap, csrf, db, login_manager, migrate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # Bootstrap's CSS and JS come from the installed package, never from a CDN.
     app.config.setdefault("BOOTSTRAP_SERVE_LOCAL", True)
 
+    http.init_app(app)
     db.init_app(app)
     csrf.init_app(app)
     bootstrap.init_app(app)
