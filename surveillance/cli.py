@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from surveillance import backup
 from surveillance.errors import DomainError
 from surveillance.extensions import db
 from surveillance.models import Clinic, Role, User
@@ -111,6 +113,31 @@ def demo_load() -> None:
     click.echo(summary)
 
 
+@click.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def backup_command(path: Path) -> None:
+    """Write an online backup of the SQLite database to PATH."""
+    try:
+        size = backup.backup(db.engine, path)
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Backed up to {path} ({size} bytes).")
+
+
+@click.command("restore")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.confirmation_option(prompt="This replaces every record with the backup's. Continue?")
+def restore_command(path: Path) -> None:
+    """Replace the SQLite database with the backup at PATH (stop the scheduler first)."""
+    try:
+        backup.restore(db.engine, path)
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Restored from {path}.")
+
+
 def register(app: Flask) -> None:
     for group in (clinics_cli, users_cli, demo_cli):
         app.cli.add_command(group)
+    app.cli.add_command(backup_command)
+    app.cli.add_command(restore_command)
