@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 import config as config_module
-from surveillance import http
+from surveillance import http, throttle
 from surveillance.extensions import bootstrap, csrf, db, login_manager, migrate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +40,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("BOOTSTRAP_SERVE_LOCAL", True)
 
     http.init_app(app)
+    throttle.init_app(app)
     db.init_app(app)
     csrf.init_app(app)
     bootstrap.init_app(app)

@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
 
-from surveillance import create_app
+from surveillance import create_app, throttle
 from surveillance.extensions import db
 from tests import factories
 
@@ -71,6 +71,7 @@ def base_config(database_url: str, instance: Path) -> dict[str, object]:
 def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     app = create_app(base_config(database_url, tmp_path))
     with app.app_context():
+        throttle.limiter.reset()  # counters live in process memory in tests
         yield app
         db.session.remove()
         _empty_all_tables()

@@ -240,3 +240,14 @@ def test_malformed_json_is_400_and_wrong_type_is_415(api) -> None:  # type: igno
 def test_unknown_api_route_answers_json(api) -> None:  # type: ignore[no-untyped-def]
     response = api.get("/nothing-here")
     assert response.status_code == 404 and response.json["error"]
+
+
+def test_repeated_bad_tokens_lock_the_address_out(client, coordinator) -> None:  # type: ignore[no-untyped-def]
+    good = factories.ApiClient(client, factories.token_for(coordinator))
+    bad = factories.ApiClient(client, "not-a-token")
+    for _ in range(20):
+        assert bad.get("/patients").status_code == 401
+    locked = bad.get("/patients")
+    assert locked.status_code == 429 and locked.json["error"]
+    # Even a valid token from the locked address waits: guessing cannot be told from use.
+    assert good.get("/patients").status_code == 429

@@ -41,7 +41,9 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "Not found (or another clinic's record).",
         409: "Conflict: duplicate or invalid state change.",
         415: "The body is not application/json.",
+        413: "The body is too large.",
         422: "Invalid input; `fields` says which and why.",
+        429: "Too many failed token checks from this address; wait and retry.",
     }
     return {str(c): {"description": text[c], "content": _json(schemas.ErrorOut)} for c in codes}
 
@@ -59,12 +61,12 @@ def _operation(
         "security": [{"bearer": []}],
         "responses": {
             str(status): {"description": "Success.", "content": _json(response)},
-            **_errors(*errors),
+            **_errors(*errors, 429),
         },
     }
     if body is not None:
         op["requestBody"] = {"required": body is not schemas.EmptyIn, "content": _json(body)}
-        op["responses"].update(_errors(400, 415, 422))
+        op["responses"].update(_errors(400, 413, 415, 422))
     if parameters:
         op["parameters"] = parameters
     return op
