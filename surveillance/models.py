@@ -311,3 +311,9 @@ class PlanEvent(db.Model):
 
     plan: Mapped[SurveillancePlan] = relationship(back_populates="events")
     patient: Mapped[Patient] = relationship()
+
+
+# The audit log's model lives with its listeners; importing it here puts it in the metadata.
+from surveillance.audit import AuditEntry  # noqa: E402
+
+__all__ = ["AuditEntry"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import g, request
 
-from surveillance import throttle
+from surveillance import audit, throttle
 from surveillance.errors import DomainError
 from surveillance.extensions import db
 from surveillance.models import User
@@ -41,6 +41,7 @@ def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
         if db.session.dirty:
             db.session.commit()  # the token's "last used" time, on its own
         g.api_user = user
+        audit.act_as_user(user)
         return view(*args, **kwargs)
 
     return wrapper
