@@ -147,3 +147,19 @@ def test_the_log_is_append_only_in_the_database(clinic) -> None:  # type: ignore
         ):
             conn.execute(sa.text(statement))
     assert entries()
+
+
+def test_admins_read_and_filter_the_log_coordinators_cannot(client, clinic, api) -> None:  # type: ignore[no-untyped-def]
+    first = api.post("/patients", json=factories.enrolment_payload()).json
+    api.post("/patients", json=factories.enrolment_payload())
+    assert api.get("/audit").status_code == 403
+    admin = factories.ApiClient(client, factories.token_for(factories.user(role="admin")))
+    everything = admin.get("/audit?per_page=200").json
+    assert everything["total"] >= 2
+    about_first = admin.get(f"/audit?patient_id={first['id']}&per_page=200").json
+    assert about_first["items"] and all(
+        item["patient_id"] == first["id"] for item in about_first["items"]
+    )
+    patients_only = admin.get("/audit?entity=patients").json
+    assert [i["entity"] for i in patients_only["items"]] == ["patients", "patients"]
+    assert admin.get("/audit?patient_id=abc").status_code == 422

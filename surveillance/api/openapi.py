@@ -23,6 +23,7 @@ _MODELS: tuple[type[BaseModel], ...] = (
     schemas.PatientOut,
     schemas.PatientPageOut,
     schemas.ErrorOut,
+    schemas.AuditPageOut,
 )
 
 
@@ -38,6 +39,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed JSON.",
         401: "Missing or invalid API token.",
+        403: "Only admins may do this.",
         404: "Not found (or another clinic's record).",
         409: "Conflict: duplicate or invalid state change.",
         415: "The body is not application/json.",
@@ -179,6 +181,26 @@ def document() -> dict[str, Any]:
                 "Record that the patient did not come", schemas.EmptyIn
             ),
             "/events/{event_id}/cancel": _event_action("Cancel an event", schemas.CancelIn),
+            "/audit": {
+                "get": _operation(
+                    "The audit log, newest first (admins only)",
+                    schemas.AuditPageOut,
+                    errors=(401, 403, 422),
+                    parameters=[
+                        _query("entity", {"type": "string"}, "Table, e.g. patients."),
+                        _query("entity_id", {"type": "integer"}, "Record id."),
+                        _query("patient_id", {"type": "integer"}, "Everything about a patient."),
+                        _query("actor", {"type": "string"}, "e.g. user:ana@example.org."),
+                        _query("action", {"type": "string"}, "create, update or delete."),
+                        _query("page", {"type": "integer", "minimum": 1}, "Page number."),
+                        _query(
+                            "per_page",
+                            {"type": "integer", "minimum": 1, "maximum": 200},
+                            "Page size.",
+                        ),
+                    ],
+                )
+            },
         },
     }
 

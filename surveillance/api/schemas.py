@@ -7,7 +7,7 @@ single source of the OpenAPI document, so the document cannot drift from the cod
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
@@ -174,3 +174,22 @@ class PatientPageOut(BaseModel):
 class ErrorOut(BaseModel):
     error: str
     fields: dict[str, str] = Field(default_factory=dict)
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    occurred_at: datetime
+    actor: str
+    actor_user_id: int | None
+    action: Literal["create", "update", "delete"]
+    entity: str
+    entity_id: int | None
+    patient_id: int | None
+    changes: dict[str, Any]
+
+
+class AuditPageOut(BaseModel):
+    items: list[AuditEntryOut]
+    page: int
+    per_page: int
+    total: int

@@ -16,7 +16,7 @@ from surveillance.api.errors import error_response
 from surveillance.api.serializers import patient_json, patient_summary_json
 from surveillance.errors import DomainError, ValidationFailed
 from surveillance.extensions import db
-from surveillance.models import Clinic, Patient, SurveillancePlan
+from surveillance.models import AuditEntry, Clinic, Patient, SurveillancePlan
 from surveillance.services import access, plans
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -205,3 +205,50 @@ def cancel_event(event_id: int) -> Any:
     plans.cancel(event, body.reason)
     db.session.commit()
     return patient_response(event.patient)
+
+
+# --- Audit log (admins) -----------------------------------------------------------------------
+
+
+class Forbidden(DomainError):
+    status_code = 403
+
+
+@bp.get("/audit")
+@token_required
+def audit_log() -> Any:
+    if not current_user().is_admin:
+        raise Forbidden("Only admins can read the audit log.")
+    page, per_page = _pagination()
+    query = select(AuditEntry)
+    for name in ("entity", "actor", "action"):
+        if value := request.args.get(name):
+            query = query.where(getattr(AuditEntry, name) == value)
+    for name in ("patient_id", "entity_id"):
+        if (value := request.args.get(name)) is not None:
+            if not value.isdigit():
+                raise ValidationFailed({name: "Must be a whole number."})
+            query = query.where(getattr(AuditEntry, name) == int(value))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = db.session.scalars(
+        query.order_by(AuditEntry.id.desc()).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    return {
+        "items": [
+            {
+                "id": e.id,
+                "occurred_at": e.occurred_at.isoformat(),
+                "actor": e.actor,
+                "actor_user_id": e.actor_user_id,
+                "action": e.action,
+                "entity": e.entity,
+                "entity_id": e.entity_id,
+                "patient_id": e.patient_id,
+                "changes": e.changes,
+            }
+            for e in rows
+        ],
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+    }
