@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         "SQLALCHEMY_DATABASE_URI", f"sqlite:///{Path(app.instance_path) / 'watchful.sqlite3'}"
     )
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    _session_defaults(app)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 
@@ -53,6 +55,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(api.bp)  # bearer tokens, not cookies: no CSRF exposure
     cli.register(app)
     return app
+
+
+def _session_defaults(app: Flask) -> None:
+    """Session cookies: HttpOnly, SameSite=Lax, Secure behind https, and an idle timeout (the
+    cookie's lifetime restarts with each request)."""
+    https = str(app.config.get("PUBLIC_BASE_URL", "")).startswith("https://")
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("SESSION_COOKIE_SECURE", https)
+    app.config.setdefault("REMEMBER_COOKIE_SECURE", https)
+    app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(minutes=30))
+    app.config.setdefault("SESSION_REFRESH_EACH_REQUEST", True)
 
 
 def _instance_secret(instance: Path) -> str:

@@ -39,7 +39,15 @@ AUDITED_TABLES = frozenset(
 )
 # Bookkeeping that changes with every visible change; the change itself is what is logged.
 IGNORED_FIELDS = frozenset(
-    {"created_at", "updated_at", "sequence", "feed_version", "last_used_at", "id"}
+    {
+        "created_at",
+        "updated_at",
+        "sequence",
+        "feed_version",
+        "last_used_at",
+        "id",
+        "session_generation",
+    }
 )
 SECRET_FIELDS = frozenset({"password_hash", "token_hash", "feed_token_hash", "feed_token_salt"})
 

@@ -147,6 +147,7 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(20), default=Role.COORDINATOR)
     is_active: Mapped[bool] = mapped_column(default=True)
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
     # The coordinator's own clinic calendar feed (see services.feed_tokens): a salt and a hash.
     feed_token_salt: Mapped[str | None] = mapped_column(String(64))
     feed_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -171,7 +172,9 @@ class User(db.Model):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        # The session cookie names the user *and* their current session generation, so that
+        # signing out (which starts a new generation) invalidates every copy of the cookie.
+        return f"{self.id}:{self.session_generation}"
 
 
 class ApiToken(db.Model):

@@ -86,6 +86,12 @@ def create_user(
     return user
 
 
+def end_all_sessions(user: User) -> None:
+    """Sign the user out everywhere: every existing session cookie stops working."""
+    user.session_generation += 1
+    db.session.flush()
+
+
 def verify_password(user: User, password: str) -> bool:
     return check_password_hash(user.password_hash, password)
 
