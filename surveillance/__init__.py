@@ -28,13 +28,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         instance_relative_config=True,
         template_folder=str(PROJECT_ROOT / "templates"),
     )
+    app.config.update(_session_defaults(settings))
     app.config.update(settings)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.setdefault(
         "SQLALCHEMY_DATABASE_URI", f"sqlite:///{Path(app.instance_path) / 'watchful.sqlite3'}"
     )
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-    _session_defaults(app)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 
@@ -57,17 +57,20 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def _session_defaults(app: Flask) -> None:
-    """Session cookies: HttpOnly, SameSite=Lax, Secure behind https, and an idle timeout (the
-    cookie's lifetime restarts with each request)."""
-    https = str(app.config.get("PUBLIC_BASE_URL", "")).startswith("https://")
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("SESSION_COOKIE_SECURE", https)
-    app.config.setdefault("REMEMBER_COOKIE_SECURE", https)
-    app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(minutes=30))
-    app.config.setdefault("SESSION_REFRESH_EACH_REQUEST", True)
+def _session_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """Session cookies: HttpOnly, SameSite=Lax, Secure behind https, and a 30-minute idle
+    timeout (the cookie's lifetime restarts with each request). Flask's own defaults are
+    laxer, so these replace them unless the configuration says otherwise."""
+    https = str(settings.get("PUBLIC_BASE_URL", "")).startswith("https://")
+    return {
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": https,
+        "REMEMBER_COOKIE_SECURE": https,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "PERMANENT_SESSION_LIFETIME": timedelta(minutes=30),
+        "SESSION_REFRESH_EACH_REQUEST": True,
+    }
 
 
 def _instance_secret(instance: Path) -> str:
