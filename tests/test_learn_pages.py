@@ -8,7 +8,7 @@ from html import escape
 
 import pytest
 from flask.testing import FlaskClient
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import ConsoleMessage, sync_playwright
 from werkzeug.serving import make_server
 
 from surveillance import education
@@ -112,12 +112,22 @@ def live_url(app):  # type: ignore[no-untyped-def]
     thread.join(timeout=5)
 
 
+def console_error(message: ConsoleMessage) -> bool:
+    # Failed loads are checked through responses below; Chromium's own favicon request (the
+    # base layout declares none) is logged here as a 404 without a response event.
+    return message.type == "error" and not message.text.startswith("Failed to load resource")
+
+
 @pytest.mark.browser
 def test_printed_handout_shows_the_guide_and_no_navigation(live_url: str) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM)
         try:
             page = browser.new_page()
+            problems: list[str] = []  # e.g. a Content-Security-Policy refusal, a missing file
+            page.on("console", lambda m: problems.append(m.text) if console_error(m) else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("response", lambda r: problems.append(r.url) if r.status >= 400 else None)
             page.goto(f"{live_url}/learn/biopsy-review")
             button = page.get_by_role("button", name="Print this page")
             assert button.is_visible()  # learn.js revealed it
@@ -133,5 +143,6 @@ def test_printed_handout_shows_the_guide_and_no_navigation(live_url: str) -> Non
             assert page.locator(".print-only").is_visible()
             pdf = page.pdf(format="Letter")
             assert pdf.startswith(b"%PDF")
+            assert problems == []
         finally:
             browser.close()
