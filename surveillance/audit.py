@@ -232,6 +232,8 @@ def _collect(session: Session, _context: Any, _instances: Any) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _write(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint: the entries are written when the real transaction commits
     if session.new or session.dirty or session.deleted:
         session.flush()  # collect what is still unflushed
     pending = session.info.pop("audit_pending", None)
@@ -268,7 +270,8 @@ def _entry(record: _Pending, actor: Actor, now: datetime) -> AuditEntry | None:
     )
 
 
-@event.listens_for(Session, "after_rollback")
-@event.listens_for(Session, "after_commit")
-def _discard(session: Session) -> None:
-    session.info.pop("audit_pending", None)
+@event.listens_for(Session, "after_transaction_end")
+def _discard(session: Session, transaction: Any) -> None:
+    """Whatever is still pending when the real transaction ends was rolled back."""
+    if transaction.parent is None:
+        session.info.pop("audit_pending", None)

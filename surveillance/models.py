@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -305,6 +306,8 @@ class PlanEvent(db.Model):
     completed_on: Mapped[date | None] = mapped_column(Date)
     outcome: Mapped[str | None] = mapped_column(String(15))
     cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # Cancelled by re-planning (not by a person): the slot may be used again later.
+    cancelled_by_replan: Mapped[bool] = mapped_column(default=False, server_default=false())
     # The calendar identity: the UID never changes; SEQUENCE rises with each visible change.
     uid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uid)
     sequence: Mapped[int] = mapped_column(default=0)
@@ -312,8 +315,13 @@ class PlanEvent(db.Model):
     # Set explicitly on each visible change (not ``onupdate``): feeds use it as LAST-MODIFIED.
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    # Optimistic locking: two people acting on the same event at once cannot both win.
+    row_version: Mapped[int] = mapped_column(default=1, server_default="1")
+
     plan: Mapped[SurveillancePlan] = relationship(back_populates="events")
     patient: Mapped[Patient] = relationship()
+
+    __mapper_args__ = {"version_id_col": row_version}
 
 
 # The audit log's model lives with its listeners; importing it here puts it in the metadata.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, timedelta
 
+import pytest
 import time_machine
 from sqlalchemy import func, select
 
@@ -73,8 +75,8 @@ def test_booked_visits_survive_an_interval_change(clinic) -> None:  # type: igno
     assert first.status == EventStatus.BOOKED
     assert first.due_on == date(2026, 7, 6)
     second = next(e for e in visits(patient) if e.ordinal == 2)
-    # Visit 1 stays booked; visit 2 of the 3-month series is 5 July, a Sunday → Monday 6.
-    assert second.due_on == date(2026, 7, 6)
+    # Visit 1 stays booked; the new 3-month series counts from that booking.
+    assert second.due_on == date(2026, 10, 6)
 
 
 def test_every_visible_change_bumps_the_feed_version(clinic) -> None:  # type: ignore[no-untyped-def]
@@ -106,3 +108,115 @@ def test_a_new_closure_moves_planned_dates_off_it(clinic, runner) -> None:  # ty
     assert first.due_on == date(2026, 7, 7) and first.sequence == 1
     assert biopsy.due_on == date(2027, 1, 4) and biopsy.sequence == 1
     assert first.uid and biopsy.uid
+
+
+def test_back_and_forth_interval_changes_leave_no_gap(clinic) -> None:  # type: ignore[no-untyped-def]
+    with time_machine.travel("2026-01-05 17:00:00+00:00", tick=False):
+        patient = factories.enrol(clinic, interval_months=3)
+        uids = {e.ordinal: e.uid for e in visits(patient)}
+        plans.change_interval(patient.active_plan, 6)
+        plans.change_interval(patient.active_plan, 3)
+        db.session.commit()
+    planned = sorted(
+        (e for e in visits(patient) if e.status == EventStatus.PLANNED), key=lambda e: e.ordinal
+    )
+    assert [e.ordinal for e in planned] == list(range(1, len(uids) + 1))
+    assert {e.ordinal: e.uid for e in planned} == uids  # the same calendar events came back
+    gaps = [(b.due_on - a.due_on).days for a, b in itertools.pairwise(planned)]
+    assert max(gaps) <= 3 * 31 + 3
+
+
+def test_new_interval_counts_from_the_last_visit(clinic) -> None:  # type: ignore[no-untyped-def]
+    with time_machine.travel("2025-01-06 17:00:00+00:00", tick=False) as traveller:
+        patient = factories.enrol(clinic, enrolled_on="2025-01-06", interval_months=3)
+        for ordinal in (1, 2, 3):
+            event = next(e for e in visits(patient) if e.ordinal == ordinal)
+            traveller.move_to(f"{event.due_on.isoformat()} 20:00:00+00:00")
+            plans.complete(event, event.due_on, "stable")
+        db.session.commit()
+        traveller.move_to("2025-11-01 17:00:00+00:00")
+        plans.change_interval(patient.active_plan, 6)
+        db.session.commit()
+    fourth = next(e for e in visits(patient) if e.ordinal == 4)
+    third = next(e for e in visits(patient) if e.ordinal == 3)
+    assert third.completed_on == date(2025, 10, 6)
+    assert fourth.due_on == date(2026, 4, 6)  # six months after the last visit, not 15
+
+
+def test_a_shorter_interval_never_moves_a_visit_into_the_past(clinic) -> None:  # type: ignore[no-untyped-def]
+    with time_machine.travel("2025-01-06 17:00:00+00:00", tick=False) as traveller:
+        patient = factories.enrol(clinic, enrolled_on="2025-01-06", interval_months=6)
+        traveller.move_to("2025-08-01 17:00:00+00:00")
+        first = visits(patient)[0]
+        plans.complete(first, date(2025, 7, 7), "stable")
+        traveller.move_to("2025-11-20 17:00:00+00:00")
+        plans.change_interval(patient.active_plan, 3)
+        db.session.commit()
+    upcoming = sorted(
+        (e for e in visits(patient) if e.status == EventStatus.PLANNED), key=lambda e: e.due_on
+    )
+    assert upcoming[0].due_on >= date(2025, 11, 20)
+    assert upcoming[0].due_on <= date(2025, 11, 24)  # due now, on a working day
+
+
+def test_completion_before_the_last_recorded_visit_is_refused(clinic) -> None:  # type: ignore[no-untyped-def]
+    from surveillance.errors import ValidationFailed
+
+    with time_machine.travel("2026-08-01 17:00:00+00:00", tick=False):
+        patient = factories.enrol(clinic, interval_months=6)
+        first, second = visits(patient)[:2]
+        plans.complete(first, date(2026, 7, 20), "stable")
+        db.session.commit()
+        with pytest.raises(ValidationFailed) as error:
+            plans.complete(second, date(2026, 7, 1), "stable")
+    assert "completed_on" in error.value.fields
+
+
+def test_enrolment_ahead_is_measured_in_months(clinic) -> None:  # type: ignore[no-untyped-def]
+    with time_machine.travel("2027-03-01 17:00:00+00:00", tick=False):
+        patient = factories.enrol(clinic, enrolled_on="2028-03-01")
+    assert patient.active_plan.enrolled_on == date(2028, 3, 1)
+
+
+def test_a_duplicate_mrn_slipping_past_the_check_is_a_conflict(clinic) -> None:  # type: ignore[no-untyped-def]
+    from surveillance.errors import Conflict
+    from surveillance.models import Patient
+
+    existing = factories.enrol(clinic)
+    twin = Patient(
+        clinic=clinic,
+        mrn=existing.mrn,
+        given_name="Twin",
+        family_name="Case",
+        birth_date=date(1970, 1, 1),
+        primary_site="other",
+        differentiation="well",
+        grade="G1",
+    )
+    with pytest.raises(Conflict):
+        plans._insert_unique_mrn(twin)
+    db.session.rollback()
+
+
+def test_two_people_changing_one_event_at_once_cannot_both_win(api, clinic) -> None:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    body = api.post("/patients", json=factories.enrolment_payload()).json
+    event_id = body["events"][0]["id"]
+
+    def someone_else_got_there_first(_mapper, connection, target) -> None:  # type: ignore[no-untyped-def]
+        # The row changes under our feet just before our UPDATE (on SQLite another connection
+        # could not write while this transaction holds the lock, so it is done in-line).
+        connection.execute(
+            sa.text("UPDATE plan_events SET row_version = row_version + 1 WHERE id = :id"),
+            {"id": target.id},
+        )
+
+    sa.event.listen(PlanEvent, "before_update", someone_else_got_there_first)
+    try:
+        response = api.post(f"/events/{event_id}/cancel", json={})
+    finally:
+        sa.event.remove(PlanEvent, "before_update", someone_else_got_there_first)
+    assert response.status_code == 409
+    db.session.expire_all()
+    assert db.session.get(PlanEvent, event_id).status == "planned"

@@ -46,6 +46,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         413: "The body is too large.",
         422: "Invalid input; `fields` says which and why.",
         429: "Too many failed token checks from this address; wait and retry.",
+        503: "The database is unavailable; retry after the Retry-After seconds.",
     }
     return {str(c): {"description": text[c], "content": _json(schemas.ErrorOut)} for c in codes}
 
@@ -63,7 +64,7 @@ def _operation(
         "security": [{"bearer": []}],
         "responses": {
             str(status): {"description": "Success.", "content": _json(response)},
-            **_errors(*errors, 429),
+            **_errors(*errors, 429, 503),
         },
     }
     if body is not None:
