@@ -93,5 +93,7 @@ def demo_load() -> None:
 
 
 def register(app: Flask) -> None:
-    for group in (clinics_cli, users_cli, demo_cli):
+    from surveillance.cli_patients import patients_cli
+
+    for group in (clinics_cli, users_cli, demo_cli, patients_cli):
         app.cli.add_command(group)

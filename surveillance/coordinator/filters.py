@@ -26,7 +26,7 @@ def local_time(event: PlanEvent) -> str:
     start: datetime = event.starts_at.astimezone(zone)
     end = event.ends_at.astimezone(zone) if event.ends_at else None
     text = f"{format_day(start.date())}, {start:%H:%M}"
-    return f"{text}–{end:%H:%M}" if end else text
+    return f"{text} to {end:%H:%M}" if end else text
 
 
 @bp.app_template_filter("event_name")

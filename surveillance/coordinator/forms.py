@@ -8,6 +8,7 @@ errors come back next to each field.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from zoneinfo import available_timezones
 
 from flask_wtf import FlaskForm
@@ -19,6 +20,7 @@ from wtforms import (
     IntegerField,
     PasswordField,
     RadioField,
+    SelectChoice,
     SelectField,
     SelectMultipleField,
     StringField,
@@ -30,6 +32,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from surveillance.clinic_calendar import WEEKDAY_NAMES
+from surveillance.services.enrolment_input import FIELDS
 
 PRIMARY_SITES = [
     ("pancreas", "Pancreas"),
@@ -49,6 +52,11 @@ OUTCOMES = [
     ("inconclusive", "Inconclusive"),
     ("progression", "Progression (ends surveillance)"),
 ]
+
+
+def options(pairs: Iterable[tuple[object, str]]) -> list[SelectChoice]:
+    """Choices for a select, radio or checkbox group (value, label)."""
+    return [SelectChoice(str(value), label) for value, label in pairs]
 
 
 def _choose(label: str) -> list[tuple[str, str]]:
@@ -73,19 +81,19 @@ class EnrolmentForm(FlaskForm):
     )
     primary_site = SelectField(
         "Primary site",
-        choices=_choose("Choose…") + PRIMARY_SITES,
+        choices=options(_choose("Choose…") + PRIMARY_SITES),
         validate_choice=False,
         render_kw={"required": True},
     )
     differentiation = SelectField(
         "Differentiation",
-        choices=_choose("Choose…") + DIFFERENTIATION,
+        choices=options(_choose("Choose…") + DIFFERENTIATION),
         validate_choice=False,
         render_kw={"required": True},
     )
     grade = SelectField(
         "Grade",
-        choices=_choose("Choose…") + GRADES,
+        choices=options(_choose("Choose…") + GRADES),
         validate_choice=False,
         render_kw={"required": True},
     )
@@ -96,12 +104,12 @@ class EnrolmentForm(FlaskForm):
         "Tumour size (mm)", render_kw={"inputmode": "numeric"}, description="Optional."
     )
     functional = SelectField(
-        "Functional tumour", choices=FUNCTIONAL, default="unknown", validate_choice=False
+        "Functional tumour", choices=options(FUNCTIONAL), default="unknown", validate_choice=False
     )
     enrolled_on = StringField("Enrolment date", render_kw={"type": "date", "required": True})
     interval_months = SelectField(
         "Follow-up interval",
-        choices=_choose("Use the suggested interval") + INTERVALS,
+        choices=options(_choose("Use the suggested interval") + INTERVALS),
         validate_choice=False,
     )
     justification = TextAreaField(
@@ -114,26 +122,7 @@ class EnrolmentForm(FlaskForm):
 
     def enrolment_fields(self) -> dict[str, str | None]:
         """The submitted text, keyed by the API's field names."""
-        names = [
-            "mrn",
-            "given_name",
-            "family_name",
-            "birth_date",
-            "email",
-            "phone",
-            "preferred_language",
-            "enrolled_on",
-            "interval_months",
-            "primary_site",
-            "differentiation",
-            "grade",
-            "ki67",
-            "size_mm",
-            "functional",
-            "clinic",
-            "justification",
-        ]
-        return {name: self[name].data for name in names}
+        return {name: self[name].data for name in FIELDS}
 
 
 class BookingForm(FlaskForm):
@@ -158,7 +147,7 @@ class BookingForm(FlaskForm):
 class CompletionForm(FlaskForm):
     completed_on = DateField("Date it took place", validators=[InputRequired("Enter the date.")])
     outcome = RadioField(
-        "Outcome", choices=OUTCOMES, validators=[InputRequired("Choose the outcome.")]
+        "Outcome", choices=options(OUTCOMES), validators=[InputRequired("Choose the outcome.")]
     )
     submit = SubmitField("Record completion")
 
@@ -177,7 +166,7 @@ class ActionForm(FlaskForm):
 
 
 class IntervalForm(FlaskForm):
-    interval_months = SelectField("Follow-up interval", choices=INTERVALS)
+    interval_months = SelectField("Follow-up interval", choices=options(INTERVALS))
     submit = SubmitField("Change interval")
 
 
@@ -207,14 +196,14 @@ class ClinicForm(FlaskForm):
     address = TextAreaField("Address", validators=[Length(max=1000)], render_kw={"rows": 2})
     phone = StringField("Phone", validators=[Length(max=40)], render_kw={"type": "tel"})
     working_weekdays = MultiCheckboxField(
-        "Working days", choices=[(str(i), name) for i, name in enumerate(WEEKDAY_NAMES)]
+        "Working days", choices=options((i, name) for i, name in enumerate(WEEKDAY_NAMES))
     )
     observe_us_holidays = BooleanField("Closed on US federal holidays")
     submit = SubmitField("Save clinic")
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
-        self.timezone.choices = _timezones()
+        self.timezone.choices = options(_timezones())
 
 
 class ClosureForm(FlaskForm):
@@ -225,7 +214,9 @@ class ClosureForm(FlaskForm):
 
 class UserForm(FlaskForm):
     full_name = StringField("Full name", validators=[Length(max=200)])
-    role = SelectField("Role", choices=[("coordinator", "Coordinator"), ("admin", "Admin")])
+    role = SelectField(
+        "Role", choices=options([("coordinator", "Coordinator"), ("admin", "Admin")])
+    )
     clinics = MultiCheckboxField("Clinics", choices=[], coerce=int)
     is_active = BooleanField("Active (may sign in)", default=True)
     submit = SubmitField("Save user")

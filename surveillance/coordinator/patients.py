@@ -14,6 +14,7 @@ from surveillance.coordinator.forms import (
     EndSurveillanceForm,
     EnrolmentForm,
     IntervalForm,
+    options,
 )
 from surveillance.coordinator.support import (
     chosen_clinic,
@@ -65,7 +66,7 @@ def enrol() -> Any:
     user = me()
     clinics = visible_clinics(user)
     form = EnrolmentForm()
-    form.clinic.choices = [(c.slug, c.name) for c in clinics]
+    form.clinic.choices = options((c.slug, c.name) for c in clinics)
     if request.method == "GET":
         if len(clinics) >= 1:
             form.clinic.data = clinics[0].slug

@@ -16,6 +16,7 @@ from surveillance.coordinator.forms import (
     ClosureForm,
     NewUserForm,
     UserForm,
+    options,
 )
 from surveillance.coordinator.support import me, show_errors
 from surveillance.errors import DomainError, NotFound
@@ -154,9 +155,9 @@ def remove_closure(clinic_id: int, closure_id: int) -> Any:
 
 
 def _clinic_choices(form: UserForm) -> None:
-    form.clinics.choices = [
+    form.clinics.choices = options(
         (c.id, c.name) for c in db.session.scalars(select(Clinic).order_by(Clinic.name))
-    ]
+    )
 
 
 @bp.route("/settings/users/new", methods=["GET", "POST"])
