@@ -119,7 +119,12 @@ def test_book_then_reschedule_says_what_it_did(signed_in, patient) -> None:  # t
     assert input_value(page, "start_time") == "09:30"
     response = signed_in.post(
         f"/coordinator/events/{visit.id}/reschedule",
-        data={"day": "2026-03-05", "start_time": "14:00", "duration_minutes": "60", "location": "B"},
+        data={
+            "day": "2026-03-05",
+            "start_time": "14:00",
+            "duration_minutes": "60",
+            "location": "B",
+        },
         follow_redirects=True,
     )
     assert "Rescheduled visit 3: Thu 5 Mar 2026, 14:00 to 15:00 at B." in response.get_data(
