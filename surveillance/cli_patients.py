@@ -41,7 +41,6 @@ def import_patients(file: Path, clinic_slug: str | None, dry_run: bool) -> None:
         imports.iter_import(rows, resolver),
         length=len(rows),
         label="Enrolling" if not dry_run else "Checking",
-        file=click.get_text_stream("stderr"),
     ) as progress:
         for result in progress:
             results.append(result)

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-WIDTH = 1000
-LEFT, RIGHT = 90, 20  # room for the lane names, and for the last marker
-LANE_Y = {"visit": 40, "biopsy": 90}
-AXIS_Y = 120
-HEIGHT = 150
+WIDTH = 900
+LEFT, RIGHT = 80, 20  # room for the lane names, and for the last marker
+LANE_Y = {"visit": 44, "biopsy": 94}
+AXIS_Y = 124
+HEIGHT = 156
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 

@@ -236,7 +236,7 @@ def test_end_surveillance_needs_a_reason_and_keeps_the_form_open(signed_in, pati
     assert response.status_code == 422
     html = response.get_data(as_text=True)
     assert field_error(html, "reason") == "Say why surveillance ends."
-    assert '<details class="card card-body h-100" id="end-surveillance" open>' in html
+    assert '<details class="card card-body" id="end-surveillance" open>' in html
     response = signed_in.post(
         f"/coordinator/patients/{patient.id}/end-surveillance",
         data={"reason": "Moved to treatment planning"},
