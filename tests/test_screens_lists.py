@@ -7,8 +7,8 @@ from datetime import datetime
 import pytest
 import time_machine
 
-from surveillance.services import plans
 from surveillance.extensions import db
+from surveillance.services import plans
 from tests import factories
 from tests.screens import sign_in
 
