@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
 
 from pydantic import ValidationError
 
@@ -130,7 +129,3 @@ def interval_advice(
     except (TypeError, ValueError):
         value = None
     return planning.suggest_interval(differentiation, grade, value)
-
-
-def today_for(clinic: Clinic) -> date:
-    return clock.today_in(clinic.timezone)

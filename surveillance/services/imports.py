@@ -18,6 +18,8 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
+
 from surveillance.errors import DomainError, ValidationFailed
 from surveillance.extensions import db
 from surveillance.models import Clinic
@@ -151,7 +153,6 @@ def _import_one(row: CsvRow, resolve_clinic: ClinicResolver) -> RowResult:
 
 def clinic_by_slug(default: Clinic | None) -> ClinicResolver:
     """A resolver for trusted callers (the CLI): any clinic by slug, or the default."""
-    from sqlalchemy import select
 
     def resolve(slug: str | None) -> Clinic:
         if slug is None:
