@@ -137,7 +137,9 @@ def restore_command(path: Path) -> None:
 
 
 def register(app: Flask) -> None:
-    for group in (clinics_cli, users_cli, demo_cli):
+    from surveillance.cli_patients import patients_cli
+
+    for group in (clinics_cli, users_cli, demo_cli, patients_cli):
         app.cli.add_command(group)
     app.cli.add_command(backup_command)
     app.cli.add_command(restore_command)
