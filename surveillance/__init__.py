@@ -49,7 +49,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
 
-    from surveillance import api, auth, cli, coordinator, learn
+    from surveillance import api, auth, cli, coordinator, learn, web
+
+    web.init_app(app)  # before any blueprint adds its rules
 
     app.register_blueprint(api.bp)
     app.register_blueprint(auth.bp)

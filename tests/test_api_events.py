@@ -223,8 +223,11 @@ def test_end_surveillance(api, patient) -> None:  # type: ignore[no-untyped-def]
     assert body["plan"]["ended_on"] == "2026-01-05"
     assert all(e["status"] == "cancelled" for e in body["events"])
     assert api.post(url, json={"reason": "again"}).status_code == 409
-    response = api.patch(f"/patients/{patient['id']}", json={"interval_months": 3})
-    assert response.status_code == 422
+    response = api.patch(
+        f"/patients/{patient['id']}", json={"interval_months": 3, "phone": "+1 720 555 0000"}
+    )
+    assert response.status_code == 409  # an invalid state change, and nothing is written
+    assert api.get(f"/patients/{patient['id']}").json["phone"] == patient["phone"]
 
 
 def test_unknown_event_is_404(api) -> None:  # type: ignore[no-untyped-def]
