@@ -43,3 +43,26 @@ def test_upgrade_downgrade_upgrade_and_no_pending_diff(empty_database_url: str) 
             )
         assert diff == [], f"models and migrations disagree: {diff}"
         db.engine.dispose()
+
+
+def test_downgrading_and_upgrading_keeps_related_rows(tmp_path: Path) -> None:
+    """Batch migrations rebuild SQLite tables; foreign keys must not cascade-delete rows."""
+    from surveillance.services import accounts
+
+    url = f"sqlite:///{tmp_path / 'data.sqlite3'}"
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": url, "TESTING": True, "INSTANCE_PATH": str(tmp_path)}
+    )
+    with app.app_context():
+        upgrade()
+        clinic = accounts.create_clinic("keep", "Keep Clinic")
+        user = accounts.create_user("keep@example.org", "coordinator", "long enough pw", [clinic])
+        accounts.issue_api_token(user)
+        db.session.commit()
+        downgrade(revision="0001")
+        upgrade()
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM api_tokens").scalar() == 1
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM user_clinics").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        db.engine.dispose()
