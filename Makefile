@@ -30,7 +30,7 @@ demo: migrate
 
 run: install demo
 	@echo "Watchful is at http://$(HOST):$(PORT)/  (Ctrl-C stops it)"
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - 'surveillance:create_app()'
+	$(BIN)/gunicorn -c python:surveillance.gunicorn_conf --bind $(HOST):$(PORT) 'surveillance:create_app()'
 
 lint:
 	$(BIN)/ruff check .
