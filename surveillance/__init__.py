@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(api.bp)  # bearer tokens, not cookies: no CSRF exposure
     app.register_blueprint(learn.bp)  # public patient education pages
     cli.register(app)
+    cli.attribute_commands(app.cli)
     return app
 
 
@@ -82,10 +85,19 @@ def _instance_secret(instance: Path) -> str:
     """A secret generated once and kept in the instance folder, so sessions survive restarts
     and every local worker agrees. Deployments set SECRET_KEY instead."""
     path = instance / "secret_key"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
-    return path.read_text().strip()
+    try:
+        # O_EXCL: when several workers start at once, exactly one creates the key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    for _ in range(100):
+        if value := path.read_text().strip():
+            return value
+        time.sleep(0.01)  # the worker that created it is still writing
+    raise RuntimeError(f"{path} is empty; delete it or set SECRET_KEY")
 
 
 @event.listens_for(Engine, "connect")

@@ -18,7 +18,7 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, event, inspect
-from sqlalchemy.orm import Mapped, Mapper, Session, mapped_column
+from sqlalchemy.orm import MANYTOONE, Mapped, Mapper, Session, mapped_column
 from sqlalchemy.orm.attributes import manager_of_class
 
 from surveillance import clock
@@ -46,7 +46,6 @@ IGNORED_FIELDS = frozenset(
         "feed_version",
         "last_used_at",
         "id",
-        "session_generation",
     }
 )
 SECRET_FIELDS = frozenset({"password_hash", "token_hash", "feed_token_hash", "feed_token_salt"})
@@ -181,9 +180,17 @@ def _updates(obj: Any) -> dict[str, list[Any]]:
         else:
             changes[attr.key] = [_plain(before), _plain(after)]
     for rel in state.mapper.relationships:
+        history = state.attrs[rel.key].history
+        if rel.direction is MANYTOONE and history.has_changes():
+            # e.g. ``patient.clinic = other``: the foreign key only changes during the flush,
+            # after this runs, so the relationship itself is what shows the move.
+            before = history.deleted[0] if history.deleted else None
+            after = history.added[0] if history.added else None
+            if before is not None and before is not after:
+                changes[rel.key] = [_plain(before), _plain(after)]
+            continue
         if rel.secondary is None:
             continue
-        history = state.attrs[rel.key].history
         if history.has_changes():
             after = sorted(_plain(o) for o in getattr(obj, rel.key))
             removed = [_plain(o) for o in history.deleted]
@@ -203,6 +210,9 @@ def _load_old_values(mapper: Mapper, cls: type) -> None:
     for prop in mapper.column_attrs:
         if prop.key not in IGNORED_FIELDS:
             manager[prop.key].impl.active_history = True
+    for rel in mapper.relationships:
+        if rel.direction is MANYTOONE:
+            manager[rel.key].impl.active_history = True
 
 
 def _pending(session: Session) -> dict[int, _Pending]:

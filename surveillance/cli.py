@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import getpass
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from surveillance import backup
+from surveillance import audit, backup
 from surveillance.errors import DomainError
 from surveillance.extensions import db
 from surveillance.models import Clinic, Role, User
@@ -104,11 +108,15 @@ def api_token(email: str, name: str) -> None:
 
 
 @demo_cli.command("load")
-def demo_load() -> None:
+@click.option("--force", is_flag=True, help="Load even if other clinics exist (test copies).")
+def demo_load(force: bool) -> None:
     """Load the synthetic demo clinic, users and patients (idempotent)."""
     from surveillance import demo
 
-    summary = demo.load()
+    try:
+        summary = demo.load(force)
+    except demo.NotADemoDatabase as exc:
+        raise click.ClickException(str(exc)) from exc
     db.session.commit()
     click.echo(summary)
 
@@ -143,3 +151,30 @@ def register(app: Flask) -> None:
         app.cli.add_command(group)
     app.cli.add_command(backup_command)
     app.cli.add_command(restore_command)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _attributed(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with audit.acting_as(f"cli:{_os_user()}"):
+            return callback(*args, **kwargs)
+
+    return run
+
+
+def attribute_commands(group: click.Group) -> None:
+    """Every command's changes are audited as ``cli:<OS user>`` (not as an anonymous
+    "system"); a job that acts as the scheduler names itself inside."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            attribute_commands(command)
+        elif command.callback is not None and not getattr(command, "_attributed", False):
+            command.callback = _attributed(command.callback)
+            command._attributed = True  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 from sqlalchemy.exc import OperationalError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from surveillance.extensions import db
 
@@ -83,6 +84,11 @@ def _server_error(exc: Exception) -> Any:
 
 
 def init_app(app: Flask) -> None:
+    hops = int(app.config.get("TRUST_PROXY_HOPS", 0) or 0)
+    if hops:
+        # Behind a reverse proxy: take the client address and https from its headers, so
+        # rate limits are per client and HSTS and Secure cookies apply.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.after_request(_secure_headers)
     app.register_error_handler(OperationalError, _database_unavailable)
     app.register_error_handler(500, _server_error)

@@ -16,7 +16,6 @@ from limits import parse
 limiter = Limiter(key_func=get_remote_address)
 
 DEFAULTS = {
-    "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_HEADERS_ENABLED": True,
     # Failed attempts allowed per key before it is locked for the rest of the window.
     "LOGIN_FAILURE_LIMIT": "5 per 15 minutes",
@@ -27,8 +26,8 @@ DEFAULTS = {
 def init_app(app: Flask) -> None:
     for key, value in DEFAULTS.items():
         app.config.setdefault(key, value)
-    if app.config.get("REDIS_URL") and app.config["RATELIMIT_STORAGE_URI"] == "memory://":
-        app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
+    if "RATELIMIT_STORAGE_URI" not in app.config:
+        app.config["RATELIMIT_STORAGE_URI"] = app.config.get("REDIS_URL") or "memory://"
     limiter.init_app(app)
 
 

@@ -47,7 +47,7 @@ def migrated_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         url = _postgres_database(base, f"watchful_test_{_worker()}")
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'template.sqlite3'}"
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
+    app = create_app(base_config(url, tmp_path_factory.mktemp("instance")))
     with app.app_context():
         upgrade()
         db.engine.dispose()
@@ -79,6 +79,8 @@ def base_config(database_url: str, instance: Path) -> dict[str, object]:
         "WTF_CSRF_ENABLED": False,
         "PUBLIC_BASE_URL": "https://watchful.test",
         "INSTANCE_PATH": str(instance),
+        # Never a shared Redis from the environment: tests reset the counters.
+        "RATELIMIT_STORAGE_URI": "memory://",
     }
 
 
@@ -98,6 +100,8 @@ def _empty_all_tables() -> None:
         return  # each SQLite test has its own copy
     quoted = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
     with db.engine.begin() as conn:
+        # "replica" mode skips triggers, including the audit log's refusal to be truncated.
+        conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
         conn.execute(sa.text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
 
 

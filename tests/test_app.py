@@ -64,3 +64,30 @@ def test_readme_shows_exactly_two_setup_commands() -> None:
     assert blocks == ["make run", "make test"]
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_proxy_headers_are_trusted_only_when_configured(tmp_path: Path) -> None:
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    direct = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "INSTANCE_PATH": str(tmp_path)})
+    response = direct.test_client().get("/api/v1/openapi.json", headers=headers)
+    assert "Strict-Transport-Security" not in response.headers
+    proxied = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": "sqlite://",
+            "INSTANCE_PATH": str(tmp_path),
+            "TRUST_PROXY_HOPS": 1,
+        }
+    )
+    response = proxied.test_client().get("/api/v1/openapi.json", headers=headers)
+    assert "Strict-Transport-Security" in response.headers
+
+
+def test_redis_backs_the_rate_limits_when_configured(tmp_path: Path) -> None:
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": "sqlite://",
+            "INSTANCE_PATH": str(tmp_path),
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+        }
+    )
+    assert app.config["RATELIMIT_STORAGE_URI"] == "redis://127.0.0.1:6379/0"

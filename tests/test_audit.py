@@ -163,3 +163,29 @@ def test_admins_read_and_filter_the_log_coordinators_cannot(client, clinic, api)
     patients_only = admin.get("/audit?entity=patients").json
     assert [i["entity"] for i in patients_only["items"]] == ["patients", "patients"]
     assert admin.get("/audit?patient_id=abc").status_code == 422
+
+
+def test_moving_a_patient_to_another_clinic_is_logged(clinic) -> None:  # type: ignore[no-untyped-def]
+    patient = factories.enrol(clinic)
+    other = factories.clinic("elsewhere")
+    before = last_id()
+    patient.clinic = other
+    db.session.commit()
+    (entry,) = new_entries(before)
+    assert entry.entity == "patients"
+    assert entry.changes["clinic"] == [clinic.slug, "elsewhere"]
+
+
+def test_signing_out_everywhere_is_logged(clinic) -> None:  # type: ignore[no-untyped-def]
+    user = factories.user(clinics=[clinic])
+    before = last_id()
+    accounts.end_all_sessions(user)
+    db.session.commit()
+    (entry,) = new_entries(before)
+    assert entry.changes == {"session_generation": [0, 1]}
+
+
+def test_cli_changes_are_attributed_to_the_cli(runner) -> None:  # type: ignore[no-untyped-def]
+    assert runner.invoke(args=["clinics", "create", "cli-made", "--name", "CLI"]).exit_code == 0
+    (entry,) = entries(entity="clinics")
+    assert entry.actor.startswith("cli:")

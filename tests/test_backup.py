@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -56,3 +57,16 @@ def test_backup_refuses_to_overwrite_and_restore_refuses_foreign_files(
     junk.write_bytes(b"not a database at all" * 100)
     restored = runner.invoke(args=["restore", str(junk), "--yes"])
     assert restored.exit_code != 0
+
+
+def test_backups_are_private_and_versions_must_match(runner, tmp_path: Path, is_postgres) -> None:  # type: ignore[no-untyped-def]
+    if is_postgres:
+        return  # pg_dump territory, checked above
+    target = tmp_path / "b.sqlite3"
+    assert runner.invoke(args=["backup", str(target)]).exit_code == 0
+    assert target.stat().st_mode & 0o077 == 0
+    with sqlite3.connect(target) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+    conn.close()
+    refused = runner.invoke(args=["restore", str(target), "--yes"])
+    assert refused.exit_code != 0 and "schema version" in refused.output

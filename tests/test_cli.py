@@ -114,3 +114,10 @@ def test_demo_load_is_idempotent(runner, client) -> None:  # type: ignore[no-unt
     assert patients["total"] == before[2]
     statuses = {e.status for e in db.session.scalars(select(PlanEvent))}
     assert {"planned", "booked", "completed", "cancelled", "missed"} <= statuses
+
+
+def test_demo_refuses_a_database_with_other_clinics(runner, clinic) -> None:  # type: ignore[no-untyped-def]
+    refused = runner.invoke(args=["demo", "load"])
+    assert refused.exit_code != 0 and "refusing" in refused.output
+    assert db.session.scalar(select(func.count(User.id))) == 0
+    assert runner.invoke(args=["demo", "load", "--force"]).exit_code == 0

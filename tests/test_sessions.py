@@ -29,3 +29,14 @@ def test_cookie_settings(app) -> None:  # type: ignore[no-untyped-def]
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
     assert app.config["SESSION_COOKIE_SECURE"] is True  # PUBLIC_BASE_URL is https in tests
     assert app.config["PERMANENT_SESSION_LIFETIME"] == timedelta(minutes=30)
+
+
+def test_feed_links_made_under_an_old_secret_key_are_not_shown(app, clinic) -> None:  # type: ignore[no-untyped-def]
+    from surveillance.services import feed_tokens
+
+    patient = factories.enrol(clinic)
+    secret = feed_tokens.patient_secret(patient)
+    assert secret and feed_tokens.patient_for_token(secret) is patient
+    app.config["SECRET_KEY"] = "a-new-key"
+    assert feed_tokens.patient_secret(patient) is None  # no dead link is shown or mailed
+    assert feed_tokens.patient_for_token(secret) is patient  # the issued URL still works
