@@ -295,6 +295,17 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
+def _wall_clock(moment: datetime) -> datetime:
+    """Local time with ``TZID``, except inside the hour that happens twice when clocks go
+    back. RFC 5545 §3.3.5 reads such a time as its first occurrence but clients differ
+    (ical.js takes the second), so both are written in UTC, which nobody misreads."""
+    moment = moment.replace(microsecond=0)
+    first, second = moment.replace(fold=0), moment.replace(fold=1)
+    if first.astimezone(UTC) != second.astimezone(UTC):
+        return moment.astimezone(UTC)
+    return moment
+
+
 def _event(item: CalendarEvent) -> Event:
     event = Event()
     event.add("uid", Text(item.uid))
@@ -307,16 +318,17 @@ def _event(item: CalendarEvent) -> Event:
         event.add("dtstart", item.when.on)
         event.add("dtend", item.when.on + timedelta(days=1))
     else:
-        event.add("dtstart", item.when.local_start.replace(microsecond=0))
-        event.add("dtend", item.when.local_end.replace(microsecond=0))
+        event.add("dtstart", _wall_clock(item.when.local_start))
+        event.add("dtend", _wall_clock(item.when.local_end))
     event.add("status", item.status.value)
     event.add("transp", "TRANSPARENT" if item.transparent else "OPAQUE")
     if item.private:
         event.add("class", "PRIVATE")
     event.add("summary", Text(item.summary))
-    if item.location:
+    # Optional text is left out when nothing printable remains (an empty property helps no one).
+    if clean_text(item.location):
         event.add("location", Text(item.location))
-    if item.description:
+    if clean_text(item.description):
         event.add("description", Text(item.description))
     if item.url:
         event.add("url", item.url)
