@@ -101,3 +101,6 @@ class ApiClient:
 
     def patch(self, path: str, json: Any = None, **kwargs: Any) -> TestResponse:
         return self.client.patch(f"/api/v1{path}", json=json, headers=self._headers(), **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.client.delete(f"/api/v1{path}", headers=self._headers(), **kwargs)

@@ -160,7 +160,8 @@ def patient_event(event: PlanEvent, clinic: Clinic, page_url: str | None) -> ica
         reminder=ical.Reminder(REMINDER_BEFORE, f"Tomorrow: {title} at {clinic.name}")
         if booked
         else None,
-        transparent=not booked and event.status != EventStatus.COMPLETED,
+        # Only a timed visit that is on makes the patient busy; all-day reminders never do.
+        transparent=isinstance(when, ical.AllDay) or event.status in _GONE,
     )
 
 
