@@ -19,6 +19,7 @@ install: $(BIN)/python
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@test -d node_modules/ical.js || npm install --no-audit --no-fund
 
 migrate:
 	$(FLASK) db upgrade
