@@ -21,11 +21,11 @@ of its behaviours are not safe for text typed by users, so this module does thos
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from icalendar import (
@@ -141,19 +141,21 @@ class CalendarFeed:
 
 # --- Text -------------------------------------------------------------------------------------
 
-_LINE_BREAKS = re.compile("\r\n|\r|\n|\u0085|\u2028|\u2029")
+_LINE_BREAKS = re.compile("\r\n|\r")
+# RFC 5545 §3.1 CONTROL: every ASCII control but TAB (LF is written as an escape).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def clean_text(value: str) -> str:
-    """The text a calendar can carry exactly.
+    """The text a calendar can carry exactly, which is all of it but two things.
 
-    Line breaks of every kind (CRLF, lone CR, LF, NEL, U+2028/9) become LF, which is what
-    ``\\n`` means in iCalendar: RFC 5545 has no way to write a lone CR. Other control characters
-    (not allowed in TEXT by RFC 5545 §3.3.11, and read as line breaks by some parsers) are
-    dropped. Everything else is kept, including tabs and spaces at either end.
+    CRLF and a lone CR become LF, which is what ``\\n`` means in iCalendar: RFC 5545 has no
+    way to write a CR. The other ASCII control characters are not allowed in TEXT at all
+    (RFC 5545 §3.3.11) and are dropped. Everything else is kept, including tabs, spaces at
+    either end and Unicode's own separators (U+2028, U+2029, NEL), which every parser tested
+    reads back as they were.
     """
-    value = _LINE_BREAKS.sub("\n", value)
-    return "".join(ch for ch in value if ch in "\t\n" or unicodedata.category(ch) != "Cc")
+    return _CONTROLS.sub("", _LINE_BREAKS.sub("\n", value))
 
 
 def escape_text(value: str) -> str:
@@ -360,7 +362,8 @@ def _zone_span(feed: CalendarFeed) -> dict[str, tuple[date, date]]:
     return spans
 
 
-def build(feed: CalendarFeed) -> Calendar:
+def _calendar(feed: CalendarFeed) -> Calendar:
+    """The calendar's own properties, without components."""
     calendar = Calendar()
     calendar.add("version", "2.0")
     calendar.add("prodid", Text(PRODID))
@@ -376,15 +379,28 @@ def build(feed: CalendarFeed) -> Calendar:
     if feed.refresh is not None:
         calendar.add("refresh-interval", vDuration(feed.refresh), parameters={"VALUE": "DURATION"})
         calendar.add("x-published-ttl", vDuration(feed.refresh))
-    for tzid, (first, last) in sorted(_zone_span(feed).items()):
-        calendar.add_component(vtimezone(tzid, first, last))
-    for item in feed.events:
-        calendar.add_component(_event(item))
     return calendar
+
+
+def _lines(component: Component) -> list[str]:
+    return [line for line in component.content_lines(sorted=False) if line]
+
+
+@lru_cache(maxsize=256)
+def _vtimezone_lines(tzid: str, first_year: int, last_year: int) -> tuple[str, ...]:
+    """VTIMEZONEs are the slowest part to build and the same for every feed of a clinic."""
+    return tuple(_lines(vtimezone(tzid, date(first_year, 1, 1), date(last_year, 1, 1))))
 
 
 def render(feed: CalendarFeed) -> bytes:
     """The calendar as bytes: UTF-8, CRLF line ends, folded at 75 octets, properties in a
-    fixed order, so the same input always gives the same bytes."""
-    lines = build(feed).content_lines(sorted=False)
-    return "".join(fold(line) + CRLF for line in lines if line).encode("utf-8")
+    fixed order, VTIMEZONEs before the events, so the same input always gives the same
+    bytes."""
+    *head, end = _lines(_calendar(feed))
+    lines = head
+    for tzid, (first, last) in sorted(_zone_span(feed).items()):
+        lines.extend(_vtimezone_lines(tzid, first.year, last.year))
+    for item in feed.events:
+        lines.extend(_lines(_event(item)))
+    lines.append(end)
+    return "".join(fold(line) + CRLF for line in lines).encode("utf-8")

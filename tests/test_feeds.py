@@ -11,19 +11,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import icalendar
 import pytest
 import time_machine
+import vobject
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
+from surveillance import ical
 from surveillance.extensions import db
-from surveillance.feeds import content, urls
+from surveillance.feeds import content, urls, wording
 from surveillance.feeds.cache import feed_cache
 from surveillance.models import Patient, PlanEvent
 from surveillance.secrets_store import token_hash
-from surveillance.services import feed_tokens
+from surveillance.services import feed_tokens, plans
 from tests import calendars, factories
 
 GOLDEN = Path(__file__).parent / "golden" / "patient_feed.ics"
@@ -492,6 +497,100 @@ def test_privacy_with_a_profile_full_of_diagnosis(client, api) -> None:  # type:
     response = get_feed(client, patient)
     assert response.status_code == 200  # get_feed ran the privacy checks
     assert b"declines" not in response.data
+
+
+# --- Arbitrary text from the database --------------------------------------------------------
+
+
+def _db_text(max_size: int) -> st.SearchStrategy[str]:
+    # PostgreSQL cannot store NUL in text; the renderer's own tests cover NUL.
+    return st.one_of(
+        st.text(st.characters(exclude_characters="\x00"), max_size=max_size),
+        st.text(
+            st.sampled_from(list(',;\\:"\r\n\t Nn😀é\u2028\x85\x1bEND:VEVENT')), max_size=max_size
+        ),
+    )
+
+
+def test_arbitrary_clinic_and_patient_text_in_both_feeds(  # type: ignore[no-untyped-def]
+    client, api, runner, coordinator, clinic
+) -> None:
+    """Names, addresses, phone numbers and locations as stored (CR, LF, ``;``, ``,``, ``\\``,
+    emoji, up to the column sizes) never break either feed and read back exactly."""
+    body = enrol(api, enrolled_on="2025-11-03", interval_months=3)
+    visit = api_event(body)
+    book(api, visit["id"], "2026-02-03T10:00:00")
+    patient = db.session.get(Patient, body["id"])
+    event = db.session.get(PlanEvent, visit["id"])
+    assert patient is not None and event is not None
+    clinic_path = clinic_feed_path(runner, coordinator.email)
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        name=_db_text(200),
+        address=_db_text(600),
+        phone=_db_text(40),
+        location=_db_text(600),
+        given_name=_db_text(100),
+        family_name=_db_text(100),
+    )
+    def check(
+        name: str, address: str, phone: str, location: str, given_name: str, family_name: str
+    ) -> None:
+        clinic.name, clinic.address, clinic.phone = name, address, phone
+        patient.given_name, patient.family_name = given_name, family_name
+        event.location = location
+        plans.touch(event)
+        db.session.commit()
+        own = client.get(path_of(body["feed_url"]))
+        shared = client.get(clinic_path)
+        assert own.status_code == shared.status_code == 200
+        for document in (own.data, shared.data):
+            calendars.check_structure(document)
+
+        clean = ical.clean_text
+        uid = f"{visit['uid']}@watchful.example.org"
+        expected_location = clean(location or address or name)
+        expected_summary = {
+            own.data: clean(f"Follow-up visit at {name}"),
+            shared.data: clean(
+                f"Follow-up visit, {wording.initials(given_name, family_name)} (P-{body['id']})"
+            ),
+        }
+        js = dict(
+            zip((own.data, shared.data), calendars.icaljs([own.data, shared.data]), strict=True)
+        )
+        for document, summary in expected_summary.items():
+            read_icalendar = next(
+                e for e in icalendar.Calendar.from_ical(document).walk("VEVENT") if e["UID"] == uid
+            )
+            assert str(read_icalendar["SUMMARY"]) == summary
+            read_vobject = next(
+                e for e in vobject.readOne(document.decode()).vevent_list if e.uid.value == uid
+            )
+            assert read_vobject.summary.value == summary
+            read_js = next(e for e in js[document]["events"] if e["uid"] == uid)
+            assert read_js["summary"] == summary
+            if expected_location:
+                assert str(read_icalendar["LOCATION"]) == expected_location
+                assert read_vobject.location.value == expected_location
+                assert read_js["location"] == expected_location
+            else:
+                assert "LOCATION" not in read_icalendar
+        calendar_name = clean(f"{name}: my visits")
+        assert vobject.readOne(own.data.decode()).x_wr_calname.value == calendar_name
+        assert calendars.unescape(js[own.data]["xWrCalname"]) == calendar_name
+        description = js[own.data]["events"][0]["description"]
+        assert clean(f"please {wording.call_the_clinic(name, phone or None)}.") in description
+        # Our own words add nothing forbidden: whatever is found came from the data.
+        typed = ical.render(
+            ical.CalendarFeed(events=(), name=f"{name} {address} {phone} {location}")
+        )
+        assert set(calendars.forbidden_words_in(own.data)) <= set(
+            calendars.forbidden_words_in(typed)
+        )
+
+    check()
 
 
 # --- Single event -----------------------------------------------------------------------------

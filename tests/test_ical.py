@@ -67,7 +67,7 @@ def lines_of(document: bytes) -> list[str]:
         ("one\ntwo", r"one\ntwo"),
         ("one\r\ntwo", r"one\ntwo"),
         ("lone\rCR", r"lone\nCR"),
-        ("u2028\u2028next", r"u2028\nnext"),
+        ("u2028\u2028kept\u2029\x85", "u2028\u2028kept\u2029\x85"),
         ("bell\x07null\x00esc\x1bdel\x7f", "bellnullescdel"),
         ("tab\tkept", "tab\tkept"),
         ('colon: and "quotes"', 'colon: and "quotes"'),

@@ -137,6 +137,13 @@ def _patient_summary(event: PlanEvent, clinic: Clinic) -> str:
     return f"{title} at {clinic.name}"
 
 
+def booked_location(event: PlanEvent, clinic: Clinic) -> str:
+    """Where a timed event takes place: as booked, else the clinic's address or name."""
+    if event.starts_at is None:
+        return ""
+    return event.location or clinic.address or clinic.name
+
+
 def patient_event(event: PlanEvent, clinic: Clinic, page_url: str | None) -> ical.CalendarEvent:
     """One event as the patient sees it (neutral words, no condition, no results)."""
     when = event_when(event, clinic.timezone)
@@ -258,7 +265,7 @@ def clinic_event(event: PlanEvent) -> ical.CalendarEvent:
         last_modified=event.updated_at,
         created=event.created_at,
         description="\n".join(lines),
-        location=(event.location or "") if isinstance(when, ical.Timed) else "",
+        location=booked_location(event, clinic) if isinstance(when, ical.Timed) else "",
         transparent=not isinstance(when, ical.Timed) or event.status in _GONE,
     )
 
