@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 from icalendar import (
     Alarm,
     Calendar,
+    Component,
     Event,
     Timezone,
     TimezoneDaylight,
@@ -38,7 +39,6 @@ from icalendar import (
     vDuration,
     vText,
 )
-from icalendar.cal.component import Component
 
 PRODID = "-//Watchful//Surveillance calendar 1.0//EN"
 MAX_LINE_OCTETS = 75

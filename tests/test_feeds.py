@@ -745,6 +745,7 @@ def test_cli_feed_token_for_unknown_user_fails(runner) -> None:  # type: ignore[
 
 # --- Golden file ------------------------------------------------------------------------------
 
+GOLDEN_KEY = "golden-secret-key"
 GOLDEN_UIDS = [f"00000000-0000-4000-8000-{n:012d}" for n in range(1, 20)]
 
 
@@ -765,7 +766,7 @@ def _golden_patient(api: factories.ApiClient, now: time_machine.Coordinates) -> 
         event.uid = uid
     patient.feed_token_salt = "golden-salt"
     patient.feed_token_hash = token_hash(
-        feed_tokens.derive_secret("test-secret", feed_tokens.PATIENT, "golden-salt")
+        feed_tokens.derive_secret(GOLDEN_KEY, feed_tokens.PATIENT, "golden-salt")
     )
     db.session.commit()
     by_due = {e.due_on.isoformat(): e for e in events if e.kind == "visit"}
@@ -786,9 +787,10 @@ def _golden_patient(api: factories.ApiClient, now: time_machine.Coordinates) -> 
     return patient
 
 
-def test_golden_patient_feed(client, api, _now) -> None:  # type: ignore[no-untyped-def]
+def test_golden_patient_feed(app, client, api, _now) -> None:  # type: ignore[no-untyped-def]
     """One full feed, byte for byte. Regenerate with WATCHFUL_UPDATE_GOLDEN=1 after a
     deliberate change, and review the diff."""
+    app.config["SECRET_KEY"] = GOLDEN_KEY  # the patient page link is derived from it
     patient = _golden_patient(api, _now)
     path = path_of(urls.patient_feed_url(patient) or "")
     response = client.get(path)
