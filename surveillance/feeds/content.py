@@ -148,9 +148,7 @@ def patient_event(event: PlanEvent, clinic: Clinic, page_url: str | None) -> ica
     """One event as the patient sees it (neutral words, no condition, no results)."""
     when = event_when(event, clinic.timezone)
     booked = event.status == EventStatus.BOOKED
-    location = ""
-    if event.status in (EventStatus.BOOKED, EventStatus.COMPLETED) and isinstance(when, ical.Timed):
-        location = event.location or clinic.address or clinic.name
+    shows_place = event.status in (EventStatus.BOOKED, EventStatus.COMPLETED)
     title = wording.title(event.kind)
     return ical.CalendarEvent(
         uid=calendar_uid(event),
@@ -162,7 +160,7 @@ def patient_event(event: PlanEvent, clinic: Clinic, page_url: str | None) -> ica
         last_modified=event.updated_at,
         created=event.created_at,
         description=_patient_description(event, clinic, when, page_url),
-        location=location,
+        location=booked_location(event, clinic) if shows_place else "",
         url=page_url or "",
         reminder=ical.Reminder(REMINDER_BEFORE, f"Tomorrow: {title} at {clinic.name}")
         if booked
