@@ -3,13 +3,14 @@
 Plain Python with no Flask or database imports: the feeds blueprint and the reminder emails
 turn models into these dataclasses, and this module alone decides the bytes.
 
-The ``icalendar`` package builds the components and formats dates, times and durations. Three
-of its behaviours are not safe for text typed by users, so this module does those parts itself:
+The ``icalendar`` package (7.x) builds the components and formats dates, times and durations.
+Three of its behaviours are not safe, so this module does those parts itself:
 
-* Text escaping. ``vText`` turns a literal backslash-N typed by a user into a line break (it
-  treats ``\\N`` as an escape before escaping backslashes) and leaves calendar-level properties
-  it does not know as TEXT (``NAME``, ``X-WR-CALNAME``, ``X-WR-CALDESC``, ``X-PUBLISHED-TTL``)
-  completely unescaped. Every text value here goes through :class:`Text`.
+* Values. ``vText`` turns a literal backslash-N typed by a user into a line break (it treats
+  ``\\N`` as an escape before escaping backslashes); calendar-level properties it does not type
+  are written verbatim: ``NAME``, ``X-WR-CALNAME`` and ``X-WR-CALDESC`` unescaped, and
+  ``X-PUBLISHED-TTL`` as ``6:00:00``. Every text value here goes through :class:`Text`, every
+  duration through ``vDuration``.
 * Folding. ``icalendar`` may fold between the two characters of an escaped backslash; some
   clients unescape line by line and break on that. :func:`fold` never splits an escape or a
   UTF-8 character and keeps every physical line within 75 octets.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -136,26 +137,26 @@ class CalendarFeed:
     refresh: timedelta | None = None
     # The zone clients use for floating and all-day values (Apple and Google read it).
     timezone: str | None = None
-    extra_timezones: tuple[str, ...] = field(default_factory=tuple)
 
 
 # --- Text -------------------------------------------------------------------------------------
 
 _LINE_BREAKS = re.compile("\r\n|\r")
-# RFC 5545 §3.1 CONTROL: every ASCII control but TAB (LF is written as an escape).
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+# RFC 5545 §3.1 CONTROL (every ASCII control but TAB; LF is written as an escape), and lone
+# surrogates, which UTF-8 cannot carry at all.
+_UNWRITABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
 
 def clean_text(value: str) -> str:
-    """The text a calendar can carry exactly, which is all of it but two things.
+    """The text a calendar can carry exactly, which is all of it but three things.
 
     CRLF and a lone CR become LF, which is what ``\\n`` means in iCalendar: RFC 5545 has no
     way to write a CR. The other ASCII control characters are not allowed in TEXT at all
-    (RFC 5545 §3.3.11) and are dropped. Everything else is kept, including tabs, spaces at
-    either end and Unicode's own separators (U+2028, U+2029, NEL), which every parser tested
-    reads back as they were.
+    (RFC 5545 §3.3.11) and are dropped, as are lone surrogates (no encoding carries them).
+    Everything else is kept, including tabs, spaces at either end and Unicode's own
+    separators (U+2028, U+2029, NEL), which every parser tested reads back as they were.
     """
-    return _CONTROLS.sub("", _LINE_BREAKS.sub("\n", value))
+    return _UNWRITABLE.sub("", _LINE_BREAKS.sub("\n", value))
 
 
 def escape_text(value: str) -> str:
@@ -344,7 +345,7 @@ def _event(item: CalendarEvent) -> Event:
 
 
 def _zone_span(feed: CalendarFeed) -> dict[str, tuple[date, date]]:
-    """Each zone used (TZID or calendar default) with the first and last day it must cover."""
+    """Each zone a TZID names, with the first and last day its VTIMEZONE must cover."""
     spans: dict[str, tuple[date, date]] = {}
 
     def cover(tzid: str, days: Iterable[date]) -> None:
@@ -355,10 +356,6 @@ def _zone_span(feed: CalendarFeed) -> dict[str, tuple[date, date]]:
     for item in feed.events:
         if isinstance(item.when, Timed):
             cover(item.when.timezone, (item.when.first_day, item.when.local_end.date()))
-    all_days = [item.when.first_day for item in feed.events]
-    for tzid in (feed.timezone, *feed.extra_timezones):
-        if tzid and tzid not in spans and all_days:
-            cover(tzid, (min(all_days), max(all_days)))
     return spans
 
 
