@@ -60,6 +60,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(coordinator.bp)
     csrf.exempt(api.bp)  # bearer tokens, not cookies: no CSRF exposure
     app.register_blueprint(learn.bp)  # public patient education pages
+    # Calendar feeds (issue 3): capability URLs, GET/HEAD only.
+    from surveillance import feeds
+
+    app.register_blueprint(feeds.bp)
     cli.register(app)
     cli.attribute_commands(app.cli)
     return app

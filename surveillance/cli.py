@@ -107,6 +107,26 @@ def api_token(email: str, name: str) -> None:
     click.echo(secret)
 
 
+@users_cli.command("feed-token")
+@click.argument("email")
+def feed_token(email: str) -> None:
+    """(Re)issue a coordinator's clinic calendar feed; the URL is the last line. Any
+    earlier URL of this user stops working at once."""
+    from surveillance.feeds.urls import clinic_feed_url
+    from surveillance.services import feed_tokens
+
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"No user with email {email!r}.")
+    if not user.is_active:
+        raise click.ClickException(f"User {user.email} is deactivated.")
+    feed_tokens.rotate_user_token(user)
+    db.session.commit()
+    click.echo(f"Clinic calendar feed for {user.email} (keep it private; subscribe to it in a")
+    click.echo("calendar app; running this again replaces it):")
+    click.echo(clinic_feed_url(user))
+
+
 @demo_cli.command("load")
 @click.option("--force", is_flag=True, help="Load even if other clinics exist (test copies).")
 def demo_load(force: bool) -> None:

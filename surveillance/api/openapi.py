@@ -22,6 +22,7 @@ _MODELS: tuple[type[BaseModel], ...] = (
     schemas.EndSurveillanceIn,
     schemas.PatientOut,
     schemas.PatientPageOut,
+    schemas.FeedLinksOut,
     schemas.ErrorOut,
     schemas.AuditPageOut,
 )
@@ -170,6 +171,20 @@ def document() -> dict[str, Any]:
                     errors=(401, 404, 409),
                     parameters=patient_id,
                 )
+            },
+            "/patients/{patient_id}/feed-token": {
+                "post": _operation(
+                    "Issue a new calendar feed address; the old one answers 404 at once",
+                    schemas.FeedLinksOut,
+                    schemas.EmptyIn,
+                    parameters=patient_id,
+                ),
+                "delete": {
+                    "summary": "Revoke the calendar feed and patient page addresses",
+                    "security": [{"bearer": []}],
+                    "parameters": patient_id,
+                    "responses": {"204": {"description": "Revoked."}, **_errors(401, 404)},
+                },
             },
             "/events/{event_id}/book": _event_action("Book an event", schemas.BookingIn),
             "/events/{event_id}/reschedule": _event_action(

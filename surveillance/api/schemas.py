@@ -162,6 +162,17 @@ class PatientOut(BaseModel):
     tumour: TumourProfileOut
     plan: PlanOut | None
     events: list[EventOut]
+    feed_url: str | None = Field(
+        description="The patient's private calendar feed (https); null when revoked."
+    )
+    webcal_url: str | None = Field(
+        description="The same feed with the webcal scheme; null when revoked."
+    )
+
+
+class FeedLinksOut(BaseModel):
+    feed_url: str = Field(description="The new private calendar feed address.")
+    webcal_url: str
 
 
 class PatientPageOut(BaseModel):

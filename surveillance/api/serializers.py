@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from surveillance import clock, planning
+from surveillance.feeds import urls as feed_urls
 from surveillance.models import EventStatus, Patient, PlanEvent, SurveillancePlan
 
 OPEN_STATUSES = (EventStatus.PLANNED, EventStatus.BOOKED)
@@ -101,4 +102,13 @@ def patient_json(patient: Patient) -> dict[str, Any]:
         },
         "plan": plan_json(plan) if plan else None,
         "events": [event_json(e, today) for e in plan.events] if plan else [],
+        **feed_links_json(patient),
+    }
+
+
+def feed_links_json(patient: Patient) -> dict[str, Any]:
+    """The patient's private calendar addresses (both ``None`` once revoked)."""
+    return {
+        "feed_url": feed_urls.patient_feed_url(patient),
+        "webcal_url": feed_urls.patient_webcal_url(patient),
     }
