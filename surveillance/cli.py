@@ -93,5 +93,15 @@ def demo_load() -> None:
 
 
 def register(app: Flask) -> None:
-    for group in (clinics_cli, users_cli, demo_cli):
+    from surveillance import jobs
+    from surveillance.reminders.cli import reminders_cli
+
+    for group in (
+        clinics_cli,
+        users_cli,
+        demo_cli,
+        jobs.jobs_cli,
+        jobs.scheduler_cli,
+        reminders_cli,
+    ):
         app.cli.add_command(group)
