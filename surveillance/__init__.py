@@ -48,6 +48,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer tokens, not cookies: no CSRF exposure
+    # Calendar feeds (issue 3): capability URLs, GET/HEAD only.
+    from surveillance import feeds
+
+    app.register_blueprint(feeds.bp)
     cli.register(app)
     return app
 
