@@ -6,4 +6,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from surveillance.api import errors, openapi, views  # noqa: E402, F401
+from surveillance.api import errors, openapi, views, worklists  # noqa: E402, F401

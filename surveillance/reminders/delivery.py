@@ -230,7 +230,7 @@ def _is_clinic_coordinator(user: User | None, clinic_id: int) -> bool:
 def _item_label(name: str, item: Any) -> str:
     if name == worklists.FAILED_REMINDERS:
         who = (
-            f"patient {messages.initials(item.patient)} (#{item.patient.id})"
+            f"patient {messages.initials(item.patient)} ({messages.reference(item.patient)})"
             if item.patient is not None
             else f"coordinator {item.recipient}"
         )
@@ -238,7 +238,7 @@ def _item_label(name: str, item: Any) -> str:
     patient = item.patient
     kind = messages.KIND_LABELS.get(item.kind, item.kind)
     due = messages.short_date(item.due_on)
-    return f"{messages.initials(patient)} (#{patient.id}), {kind} due {due}"
+    return f"{messages.initials(patient)} ({messages.reference(patient)}), {kind} due {due}"
 
 
 def digest_context(user: User, clinic_id: int, today: date) -> dict[str, Any]:

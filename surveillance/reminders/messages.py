@@ -18,11 +18,12 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, render_template
 
+from surveillance.feeds import urls, wording
+from surveillance.feeds.content import single_event_ics
 from surveillance.models import OutboxMessage, Patient, PlanEvent
 from surveillance.reminders.rules import Audience, Rule
-from surveillance.services import feed_tokens
 
-KIND_LABELS = {"visit": "follow-up visit", "biopsy": "biopsy appointment"}
+KIND_LABELS = {kind: title.lower() for kind, title in wording.TITLES.items()}
 
 
 @dataclass(frozen=True)
@@ -42,29 +43,26 @@ class Rendered:
     attachments: tuple[Attachment, ...] = ()
 
 
-def long_date(day: date) -> str:
-    return f"{day:%A} {day.day} {day:%B %Y}"
+# Dates and times are spelled out the way the calendar feeds spell them (locale-independent).
+long_date = wording.long_date
+clock_time = wording.clock_time
 
 
 def short_date(day: date) -> str:
-    return f"{day:%a} {day.day} {day:%b}"
-
-
-def clock_time(moment: datetime) -> str:
-    return f"{moment.hour % 12 or 12}:{moment:%M} {'AM' if moment.hour < 12 else 'PM'}"
+    """ "Mon Jul 6": short enough for a subject line."""
+    return f"{wording.long_date(day)[:3]} {wording.short_date(day)[:3]} {day.day}"
 
 
 def initials(patient: Patient) -> str:
-    return f"{patient.given_name[:1]}.{patient.family_name[:1]}.".upper()
+    return wording.initials(patient.given_name, patient.family_name)
+
+
+def reference(patient: Patient) -> str:
+    return wording.patient_reference(patient.id)
 
 
 def base_url() -> str:
     return str(current_app.config.get("PUBLIC_BASE_URL", "")).rstrip("/")
-
-
-def patient_page_url(patient: Patient) -> str | None:
-    secret = feed_tokens.patient_secret(patient)
-    return f"{base_url()}/p/{secret}" if secret else None
 
 
 def coordinator_patient_url(patient: Patient) -> str:
@@ -120,7 +118,7 @@ def render(message: OutboxMessage, today: date, digest: dict[str, Any] | None = 
     if message.audience == Audience.COORDINATOR:
         common.update(
             initials=initials(patient),
-            ref=f"#{patient.id}",
+            ref=reference(patient),
             patient_url=coordinator_patient_url(patient),
             phone=patient.phone,
         )
@@ -131,23 +129,17 @@ def render(message: OutboxMessage, today: date, digest: dict[str, Any] | None = 
             f"Biopsy to book by {short_date(event.due_on)}: {common['initials']} ({common['ref']})"
         )
         return _render("biopsy-heads-up-coordinator", subject, **common)
-    common.update(first_name=patient.given_name, patient_url=patient_page_url(patient))
+    common.update(first_name=patient.given_name, patient_url=urls.patient_page_url(patient))
     if message.rule == Rule.BOOKED:
         subject = f"Reminder: your appointment on {common['starts_short']}"
         rendered = _render("booked-visit", subject, **common)
-        ics = _event_ics(event)
-        attachment = Attachment("appointment.ics", ics, params={"method": "PUBLISH"})
+        ics = single_event_ics(event)
+        attachment = Attachment("appointment.ics", ics, params={"charset": "utf-8"})
         return Rendered(rendered.subject, rendered.text, rendered.html, (attachment,))
     subject = "Time to book your next appointment"
     if message.rule == Rule.BIOPSY_HEADS_UP:
         return _render("biopsy-heads-up", subject, **common)
     return _render("book-window", subject, **common)
-
-
-def _event_ics(event: PlanEvent) -> bytes:
-    from surveillance.feeds.content import single_event_ics
-
-    return single_event_ics(event)
 
 
 def build_email(

@@ -20,6 +20,7 @@ from flask import current_app
 from sqlalchemy import Row, and_, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from surveillance.errors import Conflict
 from surveillance.extensions import db
 from surveillance.models import (
     EventStatus,
@@ -347,3 +348,30 @@ def queue_due(now: datetime) -> QueueResult:
     result = queue_event_reminders(now)
     result.digests = queue_digests(now)
     return result
+
+
+# --- A coordinator deals with a failure -------------------------------------------------------
+
+
+def dismiss(message: OutboxMessage, now: datetime) -> None:
+    """Take a failed message off the worklist (the coordinator reached the person otherwise)."""
+    if message.status != OutboxStatus.FAILED:
+        raise Conflict(f"Only a failed message can be dismissed; this one is {message.status}.")
+    message.dismissed_at = now
+    message.updated_at = now
+    db.session.flush()
+
+
+def retry(message: OutboxMessage, now: datetime) -> None:
+    """Queue a failed message again, e.g. after the address was corrected."""
+    if message.status != OutboxStatus.FAILED:
+        raise Conflict(f"Only a failed message can be retried; this one is {message.status}.")
+    if now >= message.expires_at:
+        raise Conflict("This reminder is out of date: reach the person another way.")
+    message.status = OutboxStatus.QUEUED
+    message.attempts = 0
+    message.next_attempt_at = now
+    message.failed_at = message.dismissed_at = None
+    message.last_error = None
+    message.updated_at = now
+    db.session.flush()
