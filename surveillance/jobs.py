@@ -9,10 +9,13 @@ do the right thing. Each job commits in bounded batches.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import signal
 import threading
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +28,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import joinedload, selectinload
 
 from surveillance import clock, planning
@@ -199,6 +202,45 @@ class Job:
     run: Callable[[], str]
     trigger: Callable[[Flask], BaseTrigger]
     start_at_once: bool = False
+    # Run by one process at a time (the daily plan jobs). Queueing and delivery need no such
+    # lock: their unique keys and row claims make concurrent runs safe and share the work.
+    exclusive: bool = False
+
+
+@contextmanager
+def only_one(name: str) -> Iterator[bool]:
+    """Hold a lock named ``name`` across processes for the duration, yielding whether it was
+    acquired. PostgreSQL: a session advisory lock; SQLite: a file lock next to the database.
+    Both are released by the system if the process dies, so a crash never leaves it stuck."""
+    engine = db.engine
+    if engine.dialect.name == "postgresql":
+        key = zlib.crc32(f"watchful-job:{name}".encode())
+        with engine.connect() as conn:
+            acquired = bool(
+                conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            )
+            conn.commit()
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield True
+        return
+    with open(f"{database}.{name}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _daily(minute: int) -> Callable[[Flask], BaseTrigger]:
@@ -225,12 +267,14 @@ JOBS: dict[str, Job] = {
             "Keep every active plan the horizon ahead.",
             extend_horizons,
             _daily(0),
+            exclusive=True,
         ),
         Job(
             "mark-missed",
             "Mark events missed once their window has closed.",
             mark_missed,
             _daily(15),
+            exclusive=True,
         ),
         Job(
             "queue-reminders",
@@ -252,8 +296,12 @@ JOBS: dict[str, Job] = {
 
 def run_job(name: str) -> str:
     """Run one job now, in the current app context."""
+    job = JOBS[name]
     try:
-        return JOBS[name].run()
+        if not job.exclusive:
+            return job.run()
+        with only_one(name) as acquired:
+            return job.run() if acquired else "skipped: another process is running it"
     except BaseException:
         db.session.rollback()
         raise
@@ -306,10 +354,10 @@ scheduler_cli = AppGroup("scheduler", help="The process that runs the background
 
 
 @jobs_cli.command("run")
-@click.argument("name", type=click.Choice([*JOBS, "all"]))
-def run_command(name: str) -> None:
-    """Run one job (or all, in order) once and print what it did."""
-    for job_name in JOBS if name == "all" else [name]:
+@click.argument("names", nargs=-1, required=True, type=click.Choice([*JOBS, "all"]))
+def run_command(names: tuple[str, ...]) -> None:
+    """Run jobs once, in the order given ("all": every job, in order) and print what each did."""
+    for job_name in JOBS if "all" in names else names:
         click.echo(f"{job_name}: {run_job(job_name)}")
 
 

@@ -111,26 +111,37 @@ def claim(now: datetime, worker: str, limit: int, lease: timedelta) -> list[int]
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
         .limit(limit)
     )
+    values = {
+        "status": OutboxStatus.SENDING,
+        "claimed_by": worker,
+        "lease_until": now + lease,
+        "attempts": OutboxMessage.attempts + 1,
+        "updated_at": now,
+    }
     if dialect == "postgresql":
-        # Rows another process holds are skipped, not waited for: no two workers share a row.
-        candidates = candidates.with_for_update(skip_locked=True)
-    statement = (
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(candidates.scalar_subquery()), _claimable(now))
-        .values(
-            status=OutboxStatus.SENDING,
-            claimed_by=worker,
-            lease_until=now + lease,
-            attempts=OutboxMessage.attempts + 1,
-            updated_at=now,
+        # Rows another process holds are skipped, not waited for, so no two workers share a
+        # row. The pick is a MATERIALIZED CTE: run once. (As an ``IN (subquery)`` PostgreSQL
+        # may re-run it while updating and claim more than ``limit`` rows.)
+        picked = (
+            candidates.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
         )
-        .returning(OutboxMessage.id)
-        .execution_options(synchronize_session=False)
-    )
-    if dialect != "sqlite":
+        statement = (
+            update(OutboxMessage)
+            .where(OutboxMessage.id == picked.c.id)
+            .values(**values)
+            .returning(OutboxMessage.id)
+            .execution_options(synchronize_session=False)
+        )
         ids = list(db.session.execute(statement).scalars())
         db.session.commit()
         return sorted(ids)
+    statement = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(candidates.scalar_subquery()), _claimable(now))
+        .values(**values)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    )
     db.session.commit()
     # SQLite: take the write lock before reading, so the rows read are the rows updated and a
     # second process waits for this claim to commit (busy_timeout) and then sees it.

@@ -183,7 +183,7 @@ def _booked(event: EventSnapshot, policy: ReminderPolicy) -> list[Reminder]:
     ]
     reminders = []
     # Each reminder gives way to the next one (and the last to the appointment itself).
-    for due_at, expires_at in zip(moments, [*moments[1:], start], strict=True):
+    for due_at, expires_at in zip(moments, [*moments[1:], start], strict=False):
         if due_at < expires_at:
             reminders.append(Reminder(due_at, expires_at, Rule.BOOKED, Audience.PATIENT))
     return reminders
