@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -201,7 +202,8 @@ class Job:
     help: str
     run: Callable[[], str]
     trigger: Callable[[Flask], BaseTrigger]
-    start_at_once: bool = False
+    # Seconds after the scheduler starts for the first run (``None``: wait for the trigger).
+    first_run_after: float | None = None
     # Run by one process at a time (the daily plan jobs). Queueing and delivery need no such
     # lock: their unique keys and row claims make concurrent runs safe and share the work.
     exclusive: bool = False
@@ -281,14 +283,14 @@ JOBS: dict[str, Job] = {
             "Queue the reminders and digests that are due.",
             queue_reminders,
             _every(2),
-            start_at_once=True,
+            first_run_after=1,
         ),
         Job(
             "deliver",
             "Send queued messages (SMTP, or files without MAIL_SERVER).",
             deliver,
             _every(1),
-            start_at_once=True,
+            first_run_after=5,  # after the first queue run
         ),
     )
 }
@@ -320,10 +322,12 @@ def _in_app_context(app: Flask, name: str) -> Callable[[], None]:
     return run
 
 
-def build_scheduler(app: Flask) -> BlockingScheduler:
+def build_scheduler(
+    app: Flask, scheduler_class: type[BaseScheduler] = BlockingScheduler
+) -> BaseScheduler:
     """The scheduler with every job added (not started). Job state lives in memory only: the
     work itself is in the database, so nothing is lost when the process restarts."""
-    scheduler = BlockingScheduler(
+    scheduler = scheduler_class(
         timezone=app.config.get("SCHEDULER_TIMEZONE", "UTC"),
         executors={"default": ThreadPoolExecutor(max_workers=len(JOBS))},
         job_defaults={
@@ -334,8 +338,8 @@ def build_scheduler(app: Flask) -> BlockingScheduler:
     )
     for job in JOBS.values():
         options: dict[str, Any] = {}
-        if job.start_at_once:
-            options["next_run_time"] = datetime.now(UTC) + timedelta(seconds=1)
+        if job.first_run_after is not None:
+            options["next_run_time"] = datetime.now(UTC) + timedelta(seconds=job.first_run_after)
         scheduler.add_job(
             _in_app_context(app, job.name),
             trigger=job.trigger(app),

@@ -13,7 +13,7 @@ import time_machine
 from sqlalchemy import update
 
 from surveillance.extensions import db
-from surveillance.models import OutboxStatus, PlanEvent
+from surveillance.models import PlanEvent
 from surveillance.reminders import delivery
 from surveillance.reminders.transport import SmtpTransport
 from surveillance.services import feed_tokens, plans, worklists
@@ -34,7 +34,9 @@ def assert_neutral(text: str, p) -> None:  # type: ignore[no-untyped-def]
     assert p.primary_site.replace("_", " ") not in lowered
 
 
-def test_time_to_book_arrives_once_with_neutral_words_and_the_patient_link(clinic, smtp: MailServer) -> None:  # type: ignore[no-untyped-def]
+def test_time_to_book_arrives_once_with_neutral_words_and_the_patient_link(
+    clinic, smtp: MailServer
+) -> None:  # type: ignore[no-untyped-def]
     with time_machine.travel(ENROLLED, tick=False):
         p = patient(clinic, given_name="Robin")
     with time_machine.travel(WINDOW_OPENS, tick=False):
@@ -115,7 +117,9 @@ def test_a_rescheduled_visits_old_reminder_never_arrives(clinic, smtp: MailServe
     assert len(set(smtp.message_ids())) == 2
 
 
-def test_delivery_rechecks_the_event_even_when_the_hook_was_bypassed(clinic, smtp: MailServer) -> None:  # type: ignore[no-untyped-def]
+def test_delivery_rechecks_the_event_even_when_the_hook_was_bypassed(
+    clinic, smtp: MailServer
+) -> None:  # type: ignore[no-untyped-def]
     with time_machine.travel(ENROLLED, tick=False):
         p = patient(clinic)
     visit = event(p)
@@ -123,7 +127,9 @@ def test_delivery_rechecks_the_event_even_when_the_hook_was_bypassed(clinic, smt
         book(visit, local(2026, 3, 26, 10))
         queue()
         moved = visit.starts_at + timedelta(hours=2)
-        db.session.execute(update(PlanEvent).where(PlanEvent.id == visit.id).values(starts_at=moved))
+        db.session.execute(
+            update(PlanEvent).where(PlanEvent.id == visit.id).values(starts_at=moved)
+        )
         db.session.commit()
         result = deliver()
     assert (result.sent, result.withdrawn) == (0, 1)
@@ -143,7 +149,9 @@ def test_opt_out_after_queueing_withdraws(clinic, smtp: MailServer) -> None:  # 
     assert smtp.received == []
 
 
-def test_patient_email_changed_after_queueing_goes_to_the_new_address(clinic, smtp: MailServer) -> None:  # type: ignore[no-untyped-def]
+def test_patient_email_changed_after_queueing_goes_to_the_new_address(
+    clinic, smtp: MailServer
+) -> None:  # type: ignore[no-untyped-def]
     with time_machine.travel(ENROLLED, tick=False):
         p = patient(clinic)
     with time_machine.travel(WINDOW_OPENS, tick=False):
@@ -181,7 +189,9 @@ def test_smtp_down_then_up_each_arrives_once(clinic, app, smtp: MailServer) -> N
     assert {(r.status, r.attempts, r.last_error) for r in rows()} == {("sent", 3, None)}
 
 
-def test_a_refusing_server_is_retried_then_the_failure_lands_on_the_worklist(clinic, coordinator, app, smtp: MailServer) -> None:  # type: ignore[no-untyped-def]
+def test_a_refusing_server_is_retried_then_the_failure_lands_on_the_worklist(
+    clinic, coordinator, app, smtp: MailServer
+) -> None:  # type: ignore[no-untyped-def]
     app.config["REMINDER_MAX_ATTEMPTS"] = 3
     smtp.recorder.refuse_rcpt = "451 4.3.0 Mailbox temporarily unavailable"
     with time_machine.travel(ENROLLED, tick=False):
@@ -233,7 +243,10 @@ def test_a_reminder_that_could_not_go_out_in_time_is_a_failure(clinic, smtp: Mai
     with time_machine.travel("2026-03-26 16:00:01+00:00", tick=False):  # the visit has started
         assert deliver().failed == 1
     (row,) = rows(rule="booked-visit")
-    assert (row.status, row.last_error) == ("failed", "Not delivered before it stopped being useful.")
+    assert (row.status, row.last_error) == (
+        "failed",
+        "Not delivered before it stopped being useful.",
+    )
     assert smtp.received == []
 
 
@@ -251,7 +264,9 @@ class CrashAfterSending:
         self.inner.close()
 
 
-def test_a_crash_between_sending_and_recording_is_recovered_by_the_lease(clinic, app, smtp: MailServer) -> None:  # type: ignore[no-untyped-def]
+def test_a_crash_between_sending_and_recording_is_recovered_by_the_lease(
+    clinic, app, smtp: MailServer
+) -> None:  # type: ignore[no-untyped-def]
     with time_machine.travel(ENROLLED, tick=False):
         patient(clinic)
     start = datetime(2026, 3, 15, 15, tzinfo=UTC)
@@ -301,7 +316,9 @@ def test_without_mail_server_messages_are_files_a_person_can_open(clinic, app) -
     assert "Hello Alex," in message.get_body(("plain",)).get_content()
 
 
-def test_coordinator_digest_once_a_day_lists_the_worklists(clinic, coordinator, smtp: MailServer) -> None:  # type: ignore[no-untyped-def]
+def test_coordinator_digest_once_a_day_lists_the_worklists(
+    clinic, coordinator, smtp: MailServer
+) -> None:  # type: ignore[no-untyped-def]
     with time_machine.travel("2025-12-01 17:00:00+00:00", tick=False):
         overdue = patient(clinic, enrolled_on="2025-09-01")
     with time_machine.travel("2026-01-06 14:00:00+00:00", tick=False):  # 07:00 MST

@@ -41,9 +41,7 @@ def test_running_the_sweep_twice_queues_each_reminder_once(clinic, coordinator) 
     # Three "time to book" reminders and the coordinator's digest (07:00 local, still valid).
     assert (first.queued, first.digests) == (3, 1)
     assert (second.queued, second.digests) == (0, 0)
-    assert sorted(r.patient_id for r in rows(rule="book-window")) == sorted(
-        p.id for p in patients
-    )
+    assert sorted(r.patient_id for r in rows(rule="book-window")) == sorted(p.id for p in patients)
     (digest,) = rows(rule="digest")
     assert digest.user_id == coordinator.id and digest.recipient == coordinator.email
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -117,7 +118,9 @@ def test_closed_events_have_no_reminders(status: str) -> None:
 
 def test_ended_plan_or_disabled_clinic_has_no_reminders() -> None:
     event = planned("visit", date(2026, 4, 6))
-    assert reminders_for(planned("visit", date(2026, 4, 6), plan_active=False), ReminderPolicy()) == []
+    assert (
+        reminders_for(planned("visit", date(2026, 4, 6), plan_active=False), ReminderPolicy()) == []
+    )
     assert reminders_for(event, ReminderPolicy(enabled=False)) == []
 
 
@@ -198,7 +201,7 @@ def test_booked_reminders_hand_over_and_stop_at_the_appointment(
 ) -> None:
     start, zone = start_zone
     reminders = reminders_for(booked(start, zone), policy)
-    for earlier, later in zip(reminders, reminders[1:], strict=False):
+    for earlier, later in itertools.pairwise(reminders):
         assert earlier.expires_at == later.due_at  # never two due at once, no gap
     assert all(r.due_at < r.expires_at <= start for r in reminders)
     if reminders:
@@ -257,7 +260,9 @@ def test_planned_events_get_their_reminders_at_the_send_hour(
     )
 
 
-@given(zones, policies, st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2032, 1, 1)))
+@given(
+    zones, policies, st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2032, 1, 1))
+)
 def test_at_most_one_digest_is_due_at_any_moment(
     zone: str, policy: ReminderPolicy, naive_now: datetime
 ) -> None:
