@@ -255,8 +255,8 @@ def _csv_lines(name: str, user: User, today: date, clinic_id: int | None) -> Ite
         latest = worklists.latest_contact_attempts(_event_ids(result.items))
         for item in result.items:
             writer.writerow(csv_row(_item(item, today, latest)))
+        # The session's identity map holds clean objects weakly: finished pages are freed.
         yield buffer.getvalue()
-        db.session.expunge_all()  # bounded memory on long lists
         if page * CSV_CHUNK >= result.total:
             return
         page += 1
