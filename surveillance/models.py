@@ -439,3 +439,7 @@ class ContactAttempt(db.Model):
 
     event: Mapped[PlanEvent] = relationship()
     user: Mapped[User | None] = relationship()
+
+
+# Booked events by start time: the reminder sweep reads only the next few days' bookings.
+Index("ix_plan_events_status_starts_at", PlanEvent.status, PlanEvent.starts_at)

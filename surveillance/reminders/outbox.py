@@ -17,9 +17,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Row, and_, not_, or_, select, update
+from sqlalchemy import Row, and_, not_, null, or_, select, union, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from surveillance import planning
 from surveillance.errors import Conflict
 from surveillance.extensions import db
 from surveillance.models import (
@@ -34,7 +35,7 @@ from surveillance.models import (
     User,
     user_clinics,
 )
-from surveillance.planning import VISIT_WINDOW_AFTER, VISIT_WINDOW_BEFORE
+from surveillance.planning import EventKind
 from surveillance.reminders import settings
 from surveillance.reminders.rules import (
     Audience,
@@ -172,7 +173,6 @@ def _row(
         "status": OutboxStatus.QUEUED.value,
         "attempts": 0,
         "next_attempt_at": reminder.due_at,
-        "message_id": new_message_id(),
         "created_at": now,
         "updated_at": now,
     }
@@ -180,58 +180,99 @@ def _row(
 
 def insert_rows(rows: Sequence[dict[str, Any]]) -> int:
     """Insert outbox rows, skipping the ones already there; a withdrawn row comes back to the
-    queue if it is wanted again. Returns how many rows were added or brought back."""
+    queue if it is wanted again. Returns how many rows were added or brought back.
+
+    One statement, executed for many parameter sets: SQLAlchemy compiles it once and sends the
+    rows in multi-row batches ("insertmanyvalues")."""
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(OutboxMessage.__table__)
+    statement = statement.on_conflict_do_update(
+        index_elements=[OutboxMessage.dedupe_key],
+        set_={
+            "status": OutboxStatus.QUEUED.value,
+            "attempts": 0,
+            "next_attempt_at": statement.excluded.next_attempt_at,
+            "expires_at": statement.excluded.expires_at,
+            "recipient": statement.excluded.recipient,
+            # SQL NULLs, not Python None: a None parameter here makes SQLAlchemy send the
+            # rows one statement each instead of in multi-row batches.
+            "lease_until": null(),
+            "claimed_by": null(),
+            "last_error": null(),
+            "updated_at": statement.excluded.updated_at,
+        },
+        where=OutboxMessage.__table__.c.status == OutboxStatus.WITHDRAWN.value,
+    ).returning(OutboxMessage.__table__.c.id)
+    connection = db.session.connection()
+    rows = [{**row, "message_id": new_message_id()} for row in rows]
     added = 0
     for start in range(0, len(rows), INSERT_CHUNK):
-        statement = insert(OutboxMessage).values(list(rows[start : start + INSERT_CHUNK]))
-        statement = statement.on_conflict_do_update(
-            index_elements=[OutboxMessage.dedupe_key],
-            set_={
-                "status": OutboxStatus.QUEUED.value,
-                "attempts": 0,
-                "next_attempt_at": statement.excluded.next_attempt_at,
-                "expires_at": statement.excluded.expires_at,
-                "recipient": statement.excluded.recipient,
-                "lease_until": None,
-                "claimed_by": None,
-                "last_error": None,
-                "updated_at": statement.excluded.updated_at,
-            },
-            where=OutboxMessage.status == OutboxStatus.WITHDRAWN.value,
-        ).returning(OutboxMessage.id)
-        added += len(db.session.execute(statement).all())
+        added += len(connection.execute(statement, list(rows[start : start + INSERT_CHUNK])).all())
     return added
 
 
-def _candidates(now: datetime, policies: dict[int, tuple[ReminderPolicy, str]]) -> Any:
-    """Events that could have a reminder due now: a cheap, indexed, generous pre-filter; the
-    rules decide exactly."""
+def _candidates(now: datetime, policies: dict[int, tuple[ReminderPolicy, str]]) -> list[Any]:
+    """Conditions for the events that could have a reminder due now: index range scans a
+    little wider than the rules (±1 day covers every clinic's time zone); the rules then
+    decide exactly. Each has a bounded ``due_on`` or ``starts_at`` range so that it reads only
+    the events around today, however many there are."""
     today = now.date()
     furthest_lead = max((p.book_window_lead_days for p, _ in policies.values()), default=0)
     furthest_heads_up = max((p.biopsy_heads_up_days for p, _ in policies.values()), default=0)
     furthest_booked = max(
         (max(p.booked_reminder_days, default=0) for p, _ in policies.values()), default=0
     )
-    # A planned event's reminders fall between (window opening - lead) or (due - heads-up)
-    # and the day after its window closes; ±2 days cover every clinic's time zone.
-    window_span = (VISIT_WINDOW_BEFORE + VISIT_WINDOW_AFTER).days
-    planned = and_(
+    visit_span = (planning.VISIT_WINDOW_BEFORE + planning.VISIT_WINDOW_AFTER).days
+    biopsy_span = (planning.BIOPSY_WINDOW_BEFORE + planning.BIOPSY_WINDOW_AFTER).days
+    day = timedelta(days=1)
+    # "Time to book": from (window opens - lead) until the due date.
+    visit = and_(
         PlanEvent.status == EventStatus.PLANNED,
-        PlanEvent.due_on
-        <= today + timedelta(days=max(window_span + furthest_lead, furthest_heads_up) + 2),
-        PlanEvent.window_end >= today - timedelta(days=2),
+        PlanEvent.due_on.between(today - day, today + (furthest_lead + visit_span + 1) * day),
+        PlanEvent.kind == EventKind.VISIT,
+        PlanEvent.window_start <= today + (furthest_lead + 1) * day,
     )
+    # Biopsy: from (due - heads-up) until the day after its window closes.
+    biopsy = and_(
+        PlanEvent.status == EventStatus.PLANNED,
+        PlanEvent.due_on.between(
+            today - (biopsy_span + 1) * day, today + (furthest_heads_up + 1) * day
+        ),
+        PlanEvent.kind == EventKind.BIOPSY,
+        PlanEvent.window_end >= today - day,
+    )
+    # Booked: from (start - furthest reminder) until the start.
     booked = and_(
         PlanEvent.status == EventStatus.BOOKED,
         PlanEvent.starts_at > now,
-        PlanEvent.starts_at <= now + timedelta(days=furthest_booked + 1),
+        PlanEvent.starts_at <= now + (furthest_booked + 1) * day,
     )
-    return or_(planned, booked)
+    return [visit, biopsy, booked]
 
 
-def _event_rows(now: datetime, after_id: int, limit: int, condition: Any) -> Sequence[Row[Any]]:
+def _candidate_ids(now: datetime, policies: dict[int, tuple[ReminderPolicy, str]]) -> list[int]:
+    parts = [select(PlanEvent.id).where(condition) for condition in _candidates(now, policies)]
+    return sorted(db.session.scalars(union(*parts)))
+
+
+def _not_yet_queued(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop the rows already in the outbox (unless withdrawn, which may come back), so a
+    repeated sweep costs one lookup per batch instead of one insert per reminder."""
+    if not rows:
+        return rows
+    present = set(
+        db.session.scalars(
+            select(OutboxMessage.dedupe_key).where(
+                OutboxMessage.dedupe_key.in_([row["dedupe_key"] for row in rows]),
+                OutboxMessage.status != OutboxStatus.WITHDRAWN,
+            )
+        )
+    )
+    return [row for row in rows if row["dedupe_key"] not in present]
+
+
+def _event_rows(ids: Sequence[int]) -> Sequence[Row[Any]]:
     return db.session.execute(
         select(
             PlanEvent.id,
@@ -248,9 +289,8 @@ def _event_rows(now: datetime, after_id: int, limit: int, condition: Any) -> Seq
         )
         .join(SurveillancePlan, SurveillancePlan.id == PlanEvent.plan_id)
         .join(Patient, Patient.id == PlanEvent.patient_id)
-        .where(SurveillancePlan.status == PlanStatus.ACTIVE, condition, PlanEvent.id > after_id)
+        .where(PlanEvent.id.in_(list(ids)), SurveillancePlan.status == PlanStatus.ACTIVE)
         .order_by(PlanEvent.id)
-        .limit(limit)
     ).all()
 
 
@@ -297,23 +337,19 @@ def _rows_for_event(
     return rows
 
 
-def queue_event_reminders(
-    now: datetime, batch_size: int = EVENT_BATCH, event_ids: Iterable[int] | None = None
-) -> QueueResult:
+def queue_event_reminders(now: datetime, batch_size: int = EVENT_BATCH) -> QueueResult:
     """Queue every event reminder due at ``now``; commits after each batch of events."""
     policies = settings.all_policies()
     coordinators = coordinators_by_clinic()
-    condition = _candidates(now, policies)
-    if event_ids is not None:
-        condition = and_(condition, PlanEvent.id.in_(list(event_ids)))
+    ids = _candidate_ids(now, policies)
     result = QueueResult()
-    after_id = 0
-    while rows := _event_rows(now, after_id, batch_size, condition):
+    for start in range(0, len(ids), batch_size):
+        rows = _event_rows(ids[start : start + batch_size])
         values = [v for row in rows for v in _rows_for_event(row, now, policies, coordinators)]
+        values = _not_yet_queued(values)
         result.events_scanned += len(rows)
         result.queued += insert_rows(values) if values else 0
         db.session.commit()
-        after_id = rows[-1].id
     return result
 
 

@@ -340,3 +340,25 @@ def test_coordinator_digest_once_a_day_lists_the_worklists(
         queue()
         deliver()
     assert len(smtp.received) == 2
+
+
+def test_a_message_whose_process_keeps_dying_ends_up_failed(clinic, app, smtp: MailServer) -> None:  # type: ignore[no-untyped-def]
+    app.config["REMINDER_MAX_ATTEMPTS"] = 2
+    with time_machine.travel(ENROLLED, tick=False):
+        patient(clinic)
+    start = datetime(2026, 3, 15, 15, tzinfo=UTC)
+    lease = timedelta(seconds=app.config["REMINDER_LEASE_SECONDS"])
+    crashing = CrashAfterSending(SmtpTransport("127.0.0.1", smtp.port))
+    for attempt in range(2):
+        with time_machine.travel(start + attempt * (lease + timedelta(seconds=1)), tick=False):
+            if attempt == 0:
+                queue()
+            with pytest.raises(KeyboardInterrupt):
+                delivery.deliver_due(transport=crashing)
+            db.session.rollback()
+    with time_machine.travel(start + 2 * (lease + timedelta(seconds=1)), tick=False):
+        deliver()
+    (row,) = rows()
+    assert (row.status, row.attempts) == ("failed", 2)
+    assert row.last_error == "No delivery was confirmed after the last attempt."
+    assert len(smtp.received) == 2  # both copies left; neither was confirmed

@@ -159,3 +159,19 @@ def test_the_app_factory_never_starts_a_scheduler(database_url: str, tmp_path) -
     create_app({"SQLALCHEMY_DATABASE_URI": database_url, "INSTANCE_PATH": str(tmp_path)})
     started = {t.name for t in threading.enumerate()} - before
     assert not [name for name in started if "APScheduler" in name or "ThreadPool" in name]
+
+
+def test_clinic_reminder_settings_from_the_cli(clinic, runner) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(
+        args=["reminders", "settings", clinic.slug, "--booked-reminder-days", "1,14", "--no-digest"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "booked_reminder_days: 14,1" in result.output
+    assert "digest_enabled: False" in result.output
+    shown = runner.invoke(args=["reminders", "settings", clinic.slug]).output
+    assert "booked_reminder_days: 14,1" in shown and "send_hour: 9" in shown
+    bad = runner.invoke(args=["reminders", "settings", clinic.slug, "--send-hour", "25"])
+    assert bad.exit_code == 1 and "send_hour: Must be a whole number from 0 to 23." in bad.output
+    assert "send_hour: 9" in runner.invoke(args=["reminders", "settings", clinic.slug]).output
+    missing = runner.invoke(args=["reminders", "settings", "nowhere"])
+    assert missing.exit_code == 1 and "No clinic" in missing.output
