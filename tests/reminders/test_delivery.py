@@ -362,3 +362,44 @@ def test_a_message_whose_process_keeps_dying_ends_up_failed(clinic, app, smtp: M
     assert (row.status, row.attempts) == ("failed", 2)
     assert row.last_error == "No delivery was confirmed after the last attempt."
     assert len(smtp.received) == 2  # both copies left; neither was confirmed
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_smtp_login_with_the_configured_credentials(clinic, app) -> None:  # type: ignore[no-untyped-def]
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    from tests.reminders.conftest import Recorder, free_port
+
+    def authenticator(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        credentials = (auth_data.login, auth_data.password)
+        ok = isinstance(auth_data, LoginPassword) and credentials == (b"watchful", b"s3cret")
+        return AuthResult(success=ok, handled=False)  # unhandled: the server answers 535
+
+    recorder, port = Recorder(), free_port()
+    controller = Controller(
+        recorder,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticator,
+        auth_required=True,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        app.config.update(
+            MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_USERNAME="watchful", MAIL_PASSWORD="wrong"
+        )
+        with time_machine.travel(ENROLLED, tick=False):
+            patient(clinic)
+        start = datetime(2026, 3, 15, 15, tzinfo=UTC)
+        with time_machine.travel(start, tick=False):
+            queue()
+            assert deliver().retrying == 1
+        assert rows()[0].last_error == "The mail server refused (535)."
+        app.config["MAIL_PASSWORD"] = "s3cret"
+        with time_machine.travel(start + timedelta(minutes=1), tick=False):
+            assert deliver().sent == 1
+        assert len(recorder.received) == 1
+    finally:
+        controller.stop()
