@@ -403,3 +403,43 @@ def test_smtp_login_with_the_configured_credentials(clinic, app) -> None:  # typ
         assert len(recorder.received) == 1
     finally:
         controller.stop()
+
+
+def test_starttls_when_mail_use_tls_is_set(clinic, app, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import ssl
+    import subprocess
+
+    from aiosmtpd.controller import Controller
+
+    from tests.reminders.conftest import Recorder, free_port
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this test certificate
+    recorder, port = Recorder(), free_port()
+    controller = Controller(
+        recorder, hostname="127.0.0.1", port=port, tls_context=server_context, require_starttls=True
+    )
+    controller.start()
+    try:
+        app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_USE_TLS=False)
+        with time_machine.travel(ENROLLED, tick=False):
+            patient(clinic)
+        start = datetime(2026, 3, 15, 15, tzinfo=UTC)
+        with time_machine.travel(start, tick=False):
+            queue()
+            assert deliver().retrying == 1  # the server insists on TLS
+        assert rows()[0].last_error == "The mail server refused (530)."
+        app.config["MAIL_USE_TLS"] = True
+        with time_machine.travel(start + timedelta(minutes=1), tick=False):
+            assert deliver().sent == 1
+        assert len(recorder.received) == 1
+    finally:
+        controller.stop()
