@@ -2,9 +2,10 @@
 the ones an event change made wrong.
 
 Queueing is stateless: every run asks the rules which reminders are due *now* for the events
-that could have one, and inserts them with ``ON CONFLICT DO NOTHING`` on a unique
-``dedupe_key``, so running it twice, or in two processes at once, queues each reminder once.
-A reminder withdrawn earlier comes back if the rules want it again (a visit moved away and back).
+that could have one (read through index range scans around today, in batches), skips the ones
+already in the outbox, and inserts the rest with ``ON CONFLICT (dedupe_key)``, so running it
+twice, or in two processes at once, queues each reminder once. A reminder withdrawn earlier
+comes back if the rules want it again (a visit moved away and back).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from surveillance.reminders.rules import (
 )
 
 EVENT_BATCH = 1000
-INSERT_CHUNK = 500  # rows per INSERT: well under SQLite's bound-parameter limit
+INSERT_CHUNK = 500  # rows per execute (SQLAlchemy sends them as multi-row INSERTs)
 
 
 @dataclass
