@@ -28,9 +28,18 @@ migrate:
 demo: migrate
 	$(FLASK) demo load
 
+# The web server and the scheduler (reminders, daily jobs) side by side; Ctrl-C stops both.
 run: install demo
-	@echo "Watchful is at http://$(HOST):$(PORT)/  (Ctrl-C stops it)"
+	@echo "Watchful is at http://$(HOST):$(PORT)/ with its scheduler (demo mail: instance/outbox-mail/; Ctrl-C stops both)"
+	@$(FLASK) scheduler run & scheduler=$$!; \
+	trap 'kill -TERM $$scheduler 2>/dev/null; wait $$scheduler' EXIT INT TERM; \
 	$(BIN)/gunicorn -c python:surveillance.gunicorn_conf --bind $(HOST):$(PORT) 'surveillance:create_app()'
+
+serve:
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - 'surveillance:create_app()'
+
+scheduler:
+	$(FLASK) scheduler run
 
 lint:
 	$(BIN)/ruff check .

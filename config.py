@@ -47,6 +47,14 @@ def from_environment() -> dict[str, Any]:
         "MAIL_USERNAME": os.environ.get("MAIL_USERNAME"),
         "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD"),
         "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER", "watchful@localhost"),
+        # Reminder delivery (issue 4): retries with exponential backoff, then "failed".
+        "REMINDER_MAX_ATTEMPTS": _int("REMINDER_MAX_ATTEMPTS", 10),
+        "REMINDER_RETRY_BASE_SECONDS": _int("REMINDER_RETRY_BASE_SECONDS", 60),
+        "REMINDER_RETRY_MAX_SECONDS": _int("REMINDER_RETRY_MAX_SECONDS", 2 * 60 * 60),
+        "REMINDER_LEASE_SECONDS": _int("REMINDER_LEASE_SECONDS", 10 * 60),
+        # Scheduler (issue 4): the daily jobs run at this hour, in this zone.
+        "SCHEDULER_TIMEZONE": os.environ.get("SCHEDULER_TIMEZONE", "UTC"),
+        "SCHEDULER_DAILY_HOUR": _int("SCHEDULER_DAILY_HOUR", 9),
         "REDIS_URL": os.environ.get("REDIS_URL"),
         # How many reverse proxies in front of the app set X-Forwarded-* (0 = none).
         "TRUST_PROXY_HOPS": _int("TRUST_PROXY_HOPS", 0),

@@ -15,7 +15,14 @@ from sqlalchemy.engine import Engine
 
 import config as config_module
 from surveillance import http, throttle
-from surveillance.extensions import bootstrap, csrf, db, login_manager, migrate
+from surveillance.extensions import (
+    bootstrap,
+    csrf,
+    db,
+    immediate_transactions,
+    login_manager,
+    migrate,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,6 +131,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 @event.listens_for(Engine, "begin")
 def _sqlite_begin(connection: Any) -> None:
-    """Start SQLite transactions explicitly (the other half of the recipe above)."""
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN")
+    """Start SQLite transactions explicitly (the other half of the recipe above).
+
+    Transactions of requests that change things (POST and the like) and of background
+    processes (CLI commands, the scheduler) take the write lock at once (``BEGIN IMMEDIATE``),
+    so a concurrent writer waits for it (busy_timeout) instead of failing when it upgrades a
+    stale read snapshot ("database is locked"). Everything else begins deferred, so feed and
+    page views never queue behind a writer. A connection in AUTOCOMMIT mode manages its own
+    transactions (the outbox claim).
+    """
+    if connection.dialect.name != "sqlite":
+        return
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if _may_write() else "BEGIN")
+
+
+def _may_write() -> bool:
+    from flask import has_request_context, request
+
+    if has_request_context():
+        return request.method not in ("GET", "HEAD", "OPTIONS")
+    return immediate_transactions.get()

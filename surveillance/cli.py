@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from surveillance import audit, backup
 from surveillance.errors import DomainError
-from surveillance.extensions import db
+from surveillance.extensions import db, immediate_transactions
 from surveillance.models import Clinic, Role, User
 from surveillance.services import accounts
 
@@ -165,9 +165,19 @@ def restore_command(path: Path) -> None:
 
 
 def register(app: Flask) -> None:
+    from surveillance import jobs
     from surveillance.cli_patients import patients_cli
+    from surveillance.reminders.cli import reminders_cli
 
-    for group in (clinics_cli, users_cli, demo_cli, patients_cli):
+    for group in (
+        clinics_cli,
+        users_cli,
+        demo_cli,
+        patients_cli,
+        jobs.jobs_cli,
+        jobs.scheduler_cli,
+        reminders_cli,
+    ):
         app.cli.add_command(group)
     app.cli.add_command(backup_command)
     app.cli.add_command(restore_command)
@@ -183,15 +193,20 @@ def _os_user() -> str:
 def _attributed(callback: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(callback)
     def run(*args: Any, **kwargs: Any) -> Any:
-        with audit.acting_as(f"cli:{_os_user()}"):
-            return callback(*args, **kwargs)
+        writing = immediate_transactions.set(True)
+        try:
+            with audit.acting_as(f"cli:{_os_user()}"):
+                return callback(*args, **kwargs)
+        finally:
+            immediate_transactions.reset(writing)
 
     return run
 
 
 def attribute_commands(group: click.Group) -> None:
     """Every command's changes are audited as ``cli:<OS user>`` (not as an anonymous
-    "system"); a job that acts as the scheduler names itself inside."""
+    "system"; a job that acts as the scheduler names itself inside), and its SQLite
+    transactions take the write lock up front, as befits a background writer."""
     for command in group.commands.values():
         if isinstance(command, click.Group):
             attribute_commands(command)

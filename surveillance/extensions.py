@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from datetime import UTC, datetime
 
 from flask_bootstrap import Bootstrap5
@@ -77,3 +78,10 @@ def _load_user(session_id: str):  # type: ignore[no-untyped-def]
     if user is None or not user.is_active or user.session_generation != int(generation):
         return None
     return user
+
+
+# Set for background processes (CLI commands, the scheduler): on SQLite their transactions
+# take the write lock when they begin. See ``surveillance._sqlite_begin``.
+immediate_transactions: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "immediate_transactions", default=False
+)

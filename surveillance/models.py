@@ -314,6 +314,11 @@ class PlanEvent(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Set explicitly on each visible change (not ``onupdate``): feeds use it as LAST-MODIFIED.
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # --- Reminders and worklists (issue 4) ---
+    # "Call again on": the latest contact attempt hides the event from the worklists until
+    # that day. Not calendar-visible, so it does not raise SEQUENCE.
+    call_again_on: Mapped[date | None] = mapped_column(Date)
+    # --- end issue 4 ---
 
     # Optimistic locking: two people acting on the same event at once cannot both win.
     row_version: Mapped[int] = mapped_column(default=1, server_default="1")
@@ -328,3 +333,129 @@ class PlanEvent(db.Model):
 from surveillance.audit import AuditEntry  # noqa: E402
 
 __all__ = ["AuditEntry"]
+
+# --- Reminders, the outbox and contact attempts (issue 4) -------------------------------------
+
+
+class OutboxStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    WITHDRAWN = "withdrawn"
+
+
+class ContactResult(StrEnum):
+    CALLED = "called"
+    LEFT_MESSAGE = "left_message"
+    NO_ANSWER = "no_answer"
+    BOOKED = "booked"
+
+
+class ReminderSettings(db.Model):
+    """A clinic's reminder settings; a clinic without a row uses the defaults
+    (``surveillance.reminders.rules.ReminderPolicy``)."""
+
+    __tablename__ = "reminder_settings"
+    __table_args__ = (
+        CheckConstraint("book_window_lead_days BETWEEN 0 AND 60", name="book_window_lead_days"),
+        CheckConstraint("biopsy_heads_up_days BETWEEN 1 AND 120", name="biopsy_heads_up_days"),
+        CheckConstraint("send_hour BETWEEN 0 AND 23", name="send_hour"),
+        CheckConstraint("digest_hour BETWEEN 0 AND 23", name="digest_hour"),
+    )
+
+    clinic_id: Mapped[int] = mapped_column(
+        ForeignKey("clinics.id", ondelete="CASCADE"), primary_key=True
+    )
+    enabled: Mapped[bool] = mapped_column(default=True)
+    book_window_lead_days: Mapped[int] = mapped_column(default=0)
+    # Days before a booked appointment, furthest first, e.g. "7,1".
+    booked_reminder_days: Mapped[str] = mapped_column(String(40), default="7,1")
+    biopsy_heads_up_days: Mapped[int] = mapped_column(default=28)
+    send_hour: Mapped[int] = mapped_column(default=9)
+    digest_enabled: Mapped[bool] = mapped_column(default=True)
+    digest_hour: Mapped[int] = mapped_column(default=7)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    clinic: Mapped[Clinic] = relationship()
+
+
+class OutboxMessage(db.Model):
+    """One email to send: a reminder about an event, or a coordinator's daily digest.
+
+    ``dedupe_key`` (rule, audience, event or day, recipient, due time) makes queueing
+    idempotent. Rows are claimed with a lease (``claimed_by``/``lease_until``) so that several
+    scheduler processes never send the same row at once and a crash mid-send is retried.
+    ``last_error`` holds our own words and an SMTP code only, never a server's text (which can
+    quote the address).
+    """
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        CheckConstraint(f"status IN {_in(OutboxStatus)}", name="status"),
+        CheckConstraint("audience IN ('patient', 'coordinator')", name="audience"),
+        Index("ix_outbox_messages_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_messages_event_id_status", "event_id", "status"),
+        Index("ix_outbox_messages_clinic_id_status", "clinic_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    rule: Mapped[str] = mapped_column(String(20))
+    audience: Mapped[str] = mapped_column(String(12))
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id", ondelete="CASCADE"))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("plan_events.id", ondelete="CASCADE"))
+    patient_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    recipient: Mapped[str] = mapped_column(String(254))
+    due_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(10), default=OutboxStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    # Generated when queued and reused on every attempt, so a re-send after a crash is
+    # recognisably the same message.
+    message_id: Mapped[str] = mapped_column(String(200), unique=True)
+    subject: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    # A coordinator has seen a failure and dealt with it: it leaves the worklist.
+    dismissed_at: Mapped[datetime | None]
+
+    clinic: Mapped[Clinic] = relationship()
+    event: Mapped[PlanEvent | None] = relationship()
+    patient: Mapped[Patient | None] = relationship()
+    user: Mapped[User | None] = relationship()
+
+
+class ContactAttempt(db.Model):
+    """A coordinator tried to reach a patient about an event."""
+
+    __tablename__ = "contact_attempts"
+    __table_args__ = (CheckConstraint(f"result IN {_in(ContactResult)}", name="result"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("plan_events.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    result: Mapped[str] = mapped_column(String(15))
+    note: Mapped[str | None] = mapped_column(Text)
+    call_again_on: Mapped[date | None] = mapped_column(Date)
+
+    event: Mapped[PlanEvent] = relationship()
+    user: Mapped[User | None] = relationship()
+
+
+# Booked events by start time: the reminder sweep reads only the next few days' bookings.
+Index("ix_plan_events_status_starts_at", PlanEvent.status, PlanEvent.starts_at)

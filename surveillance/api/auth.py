@@ -7,6 +7,7 @@ from functools import wraps
 from typing import Any
 
 from flask import g, request
+from sqlalchemy.exc import OperationalError
 
 from surveillance import audit, throttle
 from surveillance.errors import DomainError
@@ -39,9 +40,18 @@ def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
             throttle.token_check_failed()
             raise Unauthorized("A valid API token is required.")
         if db.session.dirty:
-            db.session.commit()  # the token's "last used" time, on its own
+            _record_token_use()
         g.api_user = user
         audit.act_as_user(user)
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def _record_token_use() -> None:
+    """Save the token's "last used" time on its own. It is bookkeeping: if the database is
+    busy with another writer right now, skipping it is better than failing the request."""
+    try:
+        db.session.commit()
+    except OperationalError:
+        db.session.rollback()

@@ -25,6 +25,13 @@ _MODELS: tuple[type[BaseModel], ...] = (
     schemas.FeedLinksOut,
     schemas.ErrorOut,
     schemas.AuditPageOut,
+    # Worklists, contact attempts and reminders (issue 4).
+    schemas.ContactAttemptIn,
+    schemas.ContactAttemptOut,
+    schemas.ContactAttemptListOut,
+    schemas.ReminderOut,
+    schemas.WorklistPageOut,
+    schemas.WorklistIndexOut,
 )
 
 
@@ -99,6 +106,89 @@ def _event_action(summary: str, body: type[BaseModel]) -> dict[str, Any]:
             errors=(401, 404, 409),
             parameters=[_path_id("event_id")],
         )
+    }
+
+
+def _worklist_paths() -> dict[str, Any]:
+    """Worklists, their CSV exports, contact attempts and failed reminders (issue 4)."""
+    from surveillance.services.worklists import WORKLISTS
+
+    name = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": list(WORKLISTS)},
+    }
+    clinic = _query("clinic", {"type": "string"}, "Only this clinic (slug).")
+    paging = [
+        _query("page", {"type": "integer", "minimum": 1}, "Page number."),
+        _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200}, "Page size."),
+    ]
+    csv_operation = {
+        "summary": "A worklist as CSV, with contact details (cells that a spreadsheet would "
+        "read as a formula start with a single quote)",
+        "security": [{"bearer": []}],
+        "parameters": [name, clinic],
+        "responses": {
+            "200": {
+                "description": "UTF-8 CSV with a byte-order mark.",
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            },
+            **_errors(401, 404, 422),
+        },
+    }
+    reminder_id = [_path_id("message_id")]
+    return {
+        "/worklists": {
+            "get": _operation(
+                "Every worklist with its count",
+                schemas.WorklistIndexOut,
+                errors=(401, 422),
+                parameters=[clinic],
+            )
+        },
+        "/worklists/{name}": {
+            "get": _operation(
+                "One worklist, paginated, scoped to your clinics",
+                schemas.WorklistPageOut,
+                errors=(401, 404, 422),
+                parameters=[name, clinic, *paging],
+            )
+        },
+        "/worklists/{name}.csv": {"get": csv_operation},
+        "/events/{event_id}/contact-attempts": {
+            "post": _operation(
+                "Log a contact attempt; `call_again_on` keeps the event off the worklists",
+                schemas.ContactAttemptOut,
+                schemas.ContactAttemptIn,
+                status=201,
+                errors=(401, 404, 409),
+                parameters=[_path_id("event_id")],
+            ),
+            "get": _operation(
+                "The event's contact attempts, newest first",
+                schemas.ContactAttemptListOut,
+                parameters=[_path_id("event_id")],
+            ),
+        },
+        "/reminders/{message_id}/dismiss": {
+            "post": _operation(
+                "Take a failed reminder off the worklist",
+                schemas.ReminderOut,
+                schemas.EmptyIn,
+                errors=(401, 404, 409),
+                parameters=reminder_id,
+            )
+        },
+        "/reminders/{message_id}/retry": {
+            "post": _operation(
+                "Queue a failed reminder again",
+                schemas.ReminderOut,
+                schemas.EmptyIn,
+                errors=(401, 404, 409),
+                parameters=reminder_id,
+            )
+        },
     }
 
 
@@ -217,6 +307,7 @@ def document() -> dict[str, Any]:
                     ],
                 )
             },
+            **_worklist_paths(),
         },
     }
 

@@ -114,6 +114,9 @@ class EventOut(BaseModel):
     completed_on: date | None
     outcome: Literal["stable", "progression", "inconclusive"] | None
     overdue: bool
+    call_again_on: date | None = Field(
+        default=None, description="Off the worklists until this day (from a contact attempt)."
+    )
 
 
 class PlanOut(BaseModel):
@@ -204,3 +207,93 @@ class AuditPageOut(BaseModel):
     page: int
     per_page: int
     total: int
+
+
+# --- Worklists, contact attempts and reminders (issue 4) -------------------------------------
+
+ContactResultName = Literal["called", "left_message", "no_answer", "booked"]
+RuleName = Literal["book-window", "booked-visit", "biopsy-heads-up", "biopsy-unbooked", "digest"]
+
+
+class ContactAttemptIn(Input):
+    result: ContactResultName
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    call_again_on: date | None = Field(
+        default=None,
+        description="Keep the event off the worklists until this day (after today, "
+        "within a year). Leaving it out puts the event back on the lists.",
+    )
+
+
+class ContactAttemptOut(BaseModel):
+    id: int
+    event_id: int
+    attempted_at: datetime
+    by: str | None = Field(description="Email of the user who logged it.")
+    result: ContactResultName
+    note: str | None
+    call_again_on: date | None
+
+
+class ContactAttemptListOut(BaseModel):
+    items: list[ContactAttemptOut]
+
+
+class WorklistPatientOut(BaseModel):
+    """Enough to call the patient: names, MRN and contact details."""
+
+    id: int
+    mrn: str
+    given_name: str
+    family_name: str
+    phone: str | None
+    email: str | None
+    preferred_language: str
+    email_opt_out: bool
+    clinic: str
+
+
+class ReminderOut(BaseModel):
+    id: int
+    rule: RuleName
+    audience: Literal["patient", "coordinator"]
+    recipient: str
+    status: Literal["queued", "sending", "sent", "failed", "withdrawn"]
+    due_at: datetime
+    attempts: int
+    last_error: str | None
+    failed_at: datetime | None
+    dismissed_at: datetime | None
+    event_id: int | None
+    patient_id: int | None
+
+
+class WorklistItemOut(BaseModel):
+    """One row of a worklist: an event (``reminder`` is null) or, on ``failed-reminders``, an
+    undelivered message (``event``/``patient`` are null for a coordinator's digest)."""
+
+    event: EventOut | None
+    patient: WorklistPatientOut | None
+    last_contact_attempt: ContactAttemptOut | None
+    reminder: ReminderOut | None
+
+
+class WorklistPageOut(BaseModel):
+    name: str
+    title: str
+    description: str
+    items: list[WorklistItemOut]
+    page: int
+    per_page: int
+    total: int
+
+
+class WorklistSummaryOut(BaseModel):
+    name: str
+    title: str
+    description: str
+    count: int
+
+
+class WorklistIndexOut(BaseModel):
+    items: list[WorklistSummaryOut]

@@ -37,6 +37,7 @@ def event_json(event: PlanEvent, today: date) -> dict[str, Any]:
         "completed_on": event.completed_on.isoformat() if event.completed_on else None,
         "outcome": event.outcome,
         "overdue": event.status == EventStatus.PLANNED and event.due_on < today,
+        "call_again_on": event.call_again_on.isoformat() if event.call_again_on else None,
     }
 
 

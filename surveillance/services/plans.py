@@ -23,6 +23,7 @@ from surveillance.models import (
     SurveillancePlan,
 )
 from surveillance.planning import EventKind, EventSlot, ExistingVisit
+from surveillance.reminders import outbox as reminder_outbox
 from surveillance.services import feed_tokens
 
 MAX_ENROLMENT_AHEAD_MONTHS = 12
@@ -169,6 +170,8 @@ def touch(event: PlanEvent) -> None:
     event.sequence += 1
     event.updated_at = clock.utcnow()
     event.patient.feed_version += 1
+    # Reminders that no longer fit the event (moved, done, cancelled) stop in this transaction.
+    reminder_outbox.withdraw_stale(event, event.updated_at)
 
 
 # --- Re-planning ------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The coordinator's worklists: what needs a phone call or a decision today.
 
-Each list is a filter on plan events of active plans in the clinics a user may see. The same
-queries serve the Today screen, the API and the CSV exports.
+Each list is a filter on plan events of active plans in the clinics a user may see, except
+``failed-reminders``, which lists outbox messages that could not be delivered. An event with a
+"call again on" date in the future (from a contact attempt) stays off the lists until then.
+The same queries serve the Today screen, the API, the CSV exports and the daily digest.
 """
 
 from __future__ import annotations
@@ -9,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
-from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm import contains_eager, joinedload
 
 from surveillance.extensions import db
 from surveillance.models import (
+    ContactAttempt,
     EventStatus,
+    OutboxMessage,
+    OutboxStatus,
     Patient,
     PlanEvent,
     PlanStatus,
@@ -26,8 +32,14 @@ from surveillance.planning import EventKind
 from surveillance.services.access import visible_clinic_ids
 
 
+def _not_snoozed(today: date) -> ColumnElement[bool]:
+    return or_(PlanEvent.call_again_on.is_(None), PlanEvent.call_again_on <= today)
+
+
 def _overdue(today: date) -> ColumnElement[bool]:
-    return and_(PlanEvent.status == EventStatus.PLANNED, PlanEvent.due_on < today)
+    return and_(
+        PlanEvent.status == EventStatus.PLANNED, PlanEvent.due_on < today, _not_snoozed(today)
+    )
 
 
 def _to_book(today: date) -> ColumnElement[bool]:
@@ -36,6 +48,7 @@ def _to_book(today: date) -> ColumnElement[bool]:
         PlanEvent.status == EventStatus.PLANNED,
         PlanEvent.window_start <= today,
         PlanEvent.due_on >= today,
+        _not_snoozed(today),
     )
 
 
@@ -44,11 +57,12 @@ def _biopsy_due(today: date) -> ColumnElement[bool]:
         PlanEvent.kind == EventKind.BIOPSY,
         PlanEvent.status == EventStatus.PLANNED,
         PlanEvent.window_start <= today,
+        _not_snoozed(today),
     )
 
 
 def _missed(today: date) -> ColumnElement[bool]:
-    return PlanEvent.status == EventStatus.MISSED
+    return and_(PlanEvent.status == EventStatus.MISSED, _not_snoozed(today))
 
 
 @dataclass(frozen=True)
@@ -56,8 +70,11 @@ class Worklist:
     name: str
     title: str
     description: str
-    condition: Callable[[date], ColumnElement[bool]]
+    # ``None``: the list is not about events but about undelivered messages.
+    condition: Callable[[date], ColumnElement[bool]] | None
 
+
+FAILED_REMINDERS = "failed-reminders"
 
 WORKLISTS: dict[str, Worklist] = {
     w.name: w
@@ -68,19 +85,28 @@ WORKLISTS: dict[str, Worklist] = {
             "biopsy-due", "Biopsy due", "One-year biopsy window open, not booked.", _biopsy_due
         ),
         Worklist("missed", "Missed", "Patient did not come: decide what happens next.", _missed),
+        Worklist(
+            FAILED_REMINDERS,
+            "Failed reminders",
+            "Emails that could not be delivered: reach the person another way.",
+            None,
+        ),
     )
 }
+EVENT_WORKLISTS = {name: w for name, w in WORKLISTS.items() if w.condition is not None}
 
 
 @dataclass(frozen=True)
 class Page:
-    items: list[PlanEvent]
+    # PlanEvents, or OutboxMessages for ``failed-reminders``.
+    items: list[Any]
     page: int
     per_page: int
     total: int
 
 
 def _query(worklist: Worklist, user: User, today: date, clinic_id: int | None) -> Select:  # type: ignore[type-arg]
+    assert worklist.condition is not None
     query = (
         select(PlanEvent)
         .join(PlanEvent.plan)
@@ -103,6 +129,8 @@ def fetch(
     per_page: int = 50,
     clinic_id: int | None = None,
 ) -> Page:
+    if name == FAILED_REMINDERS:
+        return _fetch_failed(user, page, per_page, clinic_id)
     worklist = WORKLISTS[name]
     query = _query(worklist, user, today, clinic_id)
     total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -116,10 +144,10 @@ def fetch(
 
 
 def counts(user: User, today: date, clinic_id: int | None = None) -> dict[str, int]:
-    """How many items each list holds, in one query."""
+    """How many items each list holds: one query for the event lists, one for failures."""
     columns = [
-        func.count(PlanEvent.id).filter(w.condition(today)).label(w.name.replace("-", "_"))
-        for w in WORKLISTS.values()
+        func.count(PlanEvent.id).filter(w.condition(today)).label(w.name.replace("-", "_"))  # type: ignore[misc]
+        for w in EVENT_WORKLISTS.values()
     ]
     query = (
         select(*columns)
@@ -128,7 +156,7 @@ def counts(user: User, today: date, clinic_id: int | None = None) -> dict[str, i
         .join(PlanEvent.patient)
         .where(
             SurveillancePlan.status == PlanStatus.ACTIVE,
-            or_(*(w.condition(today) for w in WORKLISTS.values())),
+            or_(*(w.condition(today) for w in EVENT_WORKLISTS.values())),  # type: ignore[misc]
         )
     )
     clinic_ids = visible_clinic_ids(user)
@@ -137,4 +165,55 @@ def counts(user: User, today: date, clinic_id: int | None = None) -> dict[str, i
     if clinic_id is not None:
         query = query.where(Patient.clinic_id == clinic_id)
     row = db.session.execute(query).one()
-    return {name: int(value or 0) for name, value in zip(WORKLISTS, row, strict=True)}
+    found = {name: int(value or 0) for name, value in zip(EVENT_WORKLISTS, row, strict=True)}
+    failed = _failed_query(user, clinic_id)
+    found[FAILED_REMINDERS] = (
+        db.session.scalar(select(func.count()).select_from(failed.subquery())) or 0
+    )
+    return {name: found[name] for name in WORKLISTS}
+
+
+# --- Failed reminders -------------------------------------------------------------------------
+
+
+def _failed_query(user: User, clinic_id: int | None) -> Select:  # type: ignore[type-arg]
+    query = select(OutboxMessage).where(
+        OutboxMessage.status == OutboxStatus.FAILED, OutboxMessage.dismissed_at.is_(None)
+    )
+    clinic_ids = visible_clinic_ids(user)
+    if clinic_ids is not None:
+        query = query.where(OutboxMessage.clinic_id.in_(clinic_ids))
+    if clinic_id is not None:
+        query = query.where(OutboxMessage.clinic_id == clinic_id)
+    return query
+
+
+def _fetch_failed(user: User, page: int, per_page: int, clinic_id: int | None) -> Page:
+    query = _failed_query(user, clinic_id)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = db.session.scalars(
+        query.options(
+            joinedload(OutboxMessage.clinic),
+            joinedload(OutboxMessage.user),
+            joinedload(OutboxMessage.event),
+            joinedload(OutboxMessage.patient).joinedload(Patient.clinic),
+        )
+        .order_by(OutboxMessage.failed_at.desc(), OutboxMessage.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return Page(list(items), page, per_page, total)
+
+
+def latest_contact_attempts(event_ids: list[int]) -> dict[int, ContactAttempt]:
+    """The most recent contact attempt of each event, in one query (no query per row)."""
+    if not event_ids:
+        return {}
+    newest = (
+        select(ContactAttempt.event_id, func.max(ContactAttempt.id).label("id"))
+        .where(ContactAttempt.event_id.in_(event_ids))
+        .group_by(ContactAttempt.event_id)
+        .subquery()
+    )
+    rows = db.session.scalars(select(ContactAttempt).join(newest, newest.c.id == ContactAttempt.id))
+    return {attempt.event_id: attempt for attempt in rows}

@@ -1,0 +1,435 @@
+"""Delivering queued messages: claim, check, render, send, record.
+
+Guarantee: **at least once**, with a stable Message-ID. A row is claimed atomically (``FOR
+UPDATE SKIP LOCKED`` on PostgreSQL, a ``BEGIN IMMEDIATE`` transaction on SQLite) with a lease,
+so two scheduler processes never work on the same row at the same time. If a process dies
+after the SMTP server accepted a message but before the row says ``sent``, the lease runs out
+and the message is sent again, with the same Message-ID: a late duplicate of a reminder is a
+nuisance, a lost one can be a missed appointment. (At-most-once would mean marking rows
+``sent`` before sending and losing every message a crash interrupts.)
+
+Just before sending, the message is checked against the event as it is now: the rules must
+still want exactly this reminder (same rule, same due time, so a moved visit's old reminder is
+withdrawn) and it must not have expired. On PostgreSQL the event row is held with ``FOR SHARE``
+while the message goes out, so a reschedule committed at that moment waits for the send
+rather than racing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import and_, or_, select, update
+
+from surveillance import clock
+from surveillance.extensions import db
+from surveillance.models import OutboxMessage, OutboxStatus, PlanEvent, Role, User
+from surveillance.reminders import messages, settings
+from surveillance.reminders.outbox import snapshot
+from surveillance.reminders.rules import Audience, Rule, reminders_for
+from surveillance.reminders.transport import (
+    PermanentFailure,
+    TemporaryFailure,
+    Transport,
+    from_config,
+)
+from surveillance.services import worklists
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 20
+DIGEST_ITEMS = 10
+
+
+@dataclass
+class DeliveryResult:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    withdrawn: int = 0
+    lost_lease: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"sent {self.sent}, retrying {self.retrying}, failed {self.failed}, "
+            f"withdrawn {self.withdrawn}"
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_attempts: int
+    retry_base: timedelta
+    retry_max: timedelta
+    lease: timedelta
+
+    @classmethod
+    def from_config(cls) -> Limits:
+        config = current_app.config
+        return cls(
+            max_attempts=int(config.get("REMINDER_MAX_ATTEMPTS", 10)),
+            retry_base=timedelta(seconds=int(config.get("REMINDER_RETRY_BASE_SECONDS", 60))),
+            retry_max=timedelta(seconds=int(config.get("REMINDER_RETRY_MAX_SECONDS", 7200))),
+            lease=timedelta(seconds=int(config.get("REMINDER_LEASE_SECONDS", 600))),
+        )
+
+    def backoff(self, attempts: int) -> timedelta:
+        """Wait before the next attempt: doubling from ``retry_base``, at most ``retry_max``."""
+        return min(self.retry_base * (2 ** max(attempts - 1, 0)), self.retry_max)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+# --- Claiming ---------------------------------------------------------------------------------
+
+
+def _claimable(now: datetime) -> Any:
+    return or_(
+        and_(OutboxMessage.status == OutboxStatus.QUEUED, OutboxMessage.next_attempt_at <= now),
+        # A claim whose lease ran out: its process died (or hung) mid-send.
+        and_(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.lease_until < now),
+    )
+
+
+def claim(now: datetime, worker: str, limit: int, lease: timedelta) -> list[int]:
+    """Atomically take up to ``limit`` due rows for ``worker``; returns their ids."""
+    dialect = db.session.get_bind().dialect.name
+    candidates = (
+        select(OutboxMessage.id)
+        .where(_claimable(now))
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+    )
+    values = {
+        "status": OutboxStatus.SENDING,
+        "claimed_by": worker,
+        "lease_until": now + lease,
+        "attempts": OutboxMessage.attempts + 1,
+        "updated_at": now,
+    }
+    if dialect == "postgresql":
+        # Rows another process holds are skipped, not waited for, so no two workers share a
+        # row. The pick is a MATERIALIZED CTE: run once. (As an ``IN (subquery)`` PostgreSQL
+        # may re-run it while updating and claim more than ``limit`` rows.)
+        picked = (
+            candidates.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        )
+        statement = (
+            update(OutboxMessage)
+            .where(OutboxMessage.id == picked.c.id)
+            .values(**values)
+            .returning(OutboxMessage.id)
+            .execution_options(synchronize_session=False)
+        )
+        ids = list(db.session.execute(statement).scalars())
+        db.session.commit()
+        return sorted(ids)
+    statement = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(candidates.scalar_subquery()), _claimable(now))
+        .values(**values)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    # SQLite: take the write lock before reading, so the rows read are the rows updated and a
+    # second process waits for this claim to commit (busy_timeout) and then sees it.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            ids = list(conn.execute(statement).scalars())
+        except BaseException:
+            conn.exec_driver_sql("ROLLBACK")
+            raise
+        conn.exec_driver_sql("COMMIT")
+    return sorted(ids)
+
+
+def fail_exhausted(now: datetime, max_attempts: int) -> int:
+    """Claims abandoned after the last attempt (the process died every time) become failures."""
+    result = db.session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.status == OutboxStatus.SENDING,
+            OutboxMessage.lease_until < now,
+            OutboxMessage.attempts >= max_attempts,
+        )
+        .values(
+            status=OutboxStatus.FAILED,
+            failed_at=now,
+            updated_at=now,
+            lease_until=None,
+            claimed_by=None,
+            last_error="No delivery was confirmed after the last attempt.",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return result.rowcount or 0
+
+
+# --- Checking ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str  # "send", "withdraw" or "expire"
+    reason: str = ""
+    recipient: str = ""
+
+
+def _lock_event(event_id: int) -> PlanEvent | None:
+    return db.session.scalars(
+        select(PlanEvent)
+        .where(PlanEvent.id == event_id)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def check(message: OutboxMessage, now: datetime) -> Verdict:
+    """Does this message still apply, and to which address does it go?"""
+    if message.event_id is not None:
+        event = _lock_event(message.event_id)
+        if event is None:
+            return Verdict("withdraw", "Withdrawn: the event no longer exists.")
+        wanted = reminders_for(snapshot(event), settings.policy_for(message.clinic_id))
+        identity = (message.rule, message.audience, message.due_at)
+        if not any(r.identity == identity for r in wanted):
+            return Verdict("withdraw", "Withdrawn: the event changed.")
+    if message.rule == Rule.DIGEST and not settings.policy_for(message.clinic_id).digest_enabled:
+        return Verdict("withdraw", "Withdrawn: the clinic turned the digest off.")
+    if message.audience == Audience.PATIENT:
+        patient = message.patient
+        if patient is None or not patient.email or patient.email_opt_out:
+            return Verdict("withdraw", "Withdrawn: the patient has no email or opted out.")
+        recipient = patient.email
+    else:
+        user = message.user
+        if not _is_clinic_coordinator(user, message.clinic_id):
+            return Verdict("withdraw", "Withdrawn: the recipient no longer coordinates here.")
+        assert user is not None
+        recipient = user.email
+    if now >= message.expires_at:
+        return Verdict("expire", "Not delivered before it stopped being useful.")
+    return Verdict("send", recipient=recipient)
+
+
+def _is_clinic_coordinator(user: User | None, clinic_id: int) -> bool:
+    return (
+        user is not None
+        and user.is_active
+        and user.role == Role.COORDINATOR
+        and any(c.id == clinic_id for c in user.clinics)
+    )
+
+
+# --- Digest content ---------------------------------------------------------------------------
+
+
+def _item_label(name: str, item: Any) -> str:
+    if name == worklists.FAILED_REMINDERS:
+        who = (
+            f"patient {messages.initials(item.patient)} ({messages.reference(item.patient)})"
+            if item.patient is not None
+            else f"coordinator {item.recipient}"
+        )
+        return f"{item.rule.replace('-', ' ')} to {who}: {item.last_error or 'failed'}"
+    patient = item.patient
+    kind = messages.KIND_LABELS.get(item.kind, item.kind)
+    due = messages.short_date(item.due_on)
+    return f"{messages.initials(patient)} ({messages.reference(patient)}), {kind} due {due}"
+
+
+def digest_context(user: User, clinic_id: int, today: date) -> dict[str, Any]:
+    sections = []
+    for name, worklist in worklists.WORKLISTS.items():
+        page = worklists.fetch(name, user, today, per_page=DIGEST_ITEMS, clinic_id=clinic_id)
+        sections.append(
+            {
+                "name": name,
+                "title": worklist.title,
+                "total": page.total,
+                "items": [{"label": _item_label(name, item)} for item in page.items],
+            }
+        )
+    return {"sections": sections}
+
+
+# --- Sending ----------------------------------------------------------------------------------
+
+
+def _finish(message_id: int, worker: str, **values: Any) -> bool:
+    """Record the outcome, only if this worker still holds the claim."""
+    result = db.session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message_id,
+            OutboxMessage.claimed_by == worker,
+            OutboxMessage.status == OutboxStatus.SENDING,
+        )
+        .values(lease_until=None, claimed_by=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return bool(result.rowcount)
+
+
+def deliver_one(
+    message_id: int, worker: str, transport: Transport, limits: Limits, result: DeliveryResult
+) -> None:
+    message = db.session.get(OutboxMessage, message_id, populate_existing=True)
+    now = clock.utcnow()
+    if (
+        message is None
+        or message.claimed_by != worker
+        or message.status != OutboxStatus.SENDING
+        or message.lease_until is None
+        or message.lease_until <= now
+    ):
+        db.session.rollback()
+        result.lost_lease += 1
+        return
+    try:
+        verdict = check(message, now)
+        if verdict.action == "withdraw":
+            _finish(
+                message_id,
+                worker,
+                status=OutboxStatus.WITHDRAWN,
+                last_error=verdict.reason,
+                updated_at=now,
+            )
+            result.withdrawn += 1
+            return
+        if verdict.action == "expire":
+            _finish(
+                message_id,
+                worker,
+                status=OutboxStatus.FAILED,
+                last_error=verdict.reason,
+                failed_at=now,
+                updated_at=now,
+            )
+            result.failed += 1
+            return
+        today = now.astimezone(ZoneInfo(message.clinic.timezone)).date()
+        digest = None
+        if message.rule == Rule.DIGEST:
+            assert message.user is not None
+            digest = digest_context(message.user, message.clinic_id, today)
+        rendered = messages.render(message, today, digest)
+        email = messages.build_email(message, rendered, verdict.recipient, now)
+        sender = str(current_app.config.get("MAIL_DEFAULT_SENDER") or "watchful@localhost")
+    except Exception:
+        log.exception("Could not prepare outbox message %s", message_id)
+        db.session.rollback()
+        _retry_or_fail(
+            message_id,
+            worker,
+            message.attempts,
+            limits,
+            now,
+            result,
+            "Could not prepare the message.",
+        )
+        return
+    try:
+        transport.send(email, sender, verdict.recipient)
+    except PermanentFailure as exc:
+        db.session.rollback()
+        _finish(
+            message_id,
+            worker,
+            status=OutboxStatus.FAILED,
+            last_error=exc.reason,
+            failed_at=now,
+            updated_at=now,
+        )
+        result.failed += 1
+        return
+    except TemporaryFailure as exc:
+        db.session.rollback()
+        _retry_or_fail(message_id, worker, message.attempts, limits, now, result, exc.reason)
+        return
+    sent_at = clock.utcnow()
+    if _finish(
+        message_id,
+        worker,
+        status=OutboxStatus.SENT,
+        sent_at=sent_at,
+        updated_at=sent_at,
+        subject=rendered.subject[:200],
+        recipient=verdict.recipient,
+        last_error=None,
+    ):
+        result.sent += 1
+    else:
+        result.lost_lease += 1
+    log.info("Sent outbox message %s (%s)", message_id, message.rule)
+
+
+def _retry_or_fail(
+    message_id: int,
+    worker: str,
+    attempts: int,
+    limits: Limits,
+    now: datetime,
+    result: DeliveryResult,
+    reason: str,
+) -> None:
+    if attempts >= limits.max_attempts:
+        _finish(
+            message_id,
+            worker,
+            status=OutboxStatus.FAILED,
+            failed_at=now,
+            updated_at=now,
+            last_error=f"{reason} Gave up after {attempts} attempts.",
+        )
+        result.failed += 1
+        return
+    _finish(
+        message_id,
+        worker,
+        status=OutboxStatus.QUEUED,
+        updated_at=now,
+        last_error=reason,
+        next_attempt_at=now + limits.backoff(attempts),
+    )
+    result.retrying += 1
+
+
+def deliver_due(
+    worker: str | None = None,
+    transport: Transport | None = None,
+    batch_size: int = CLAIM_BATCH,
+    should_continue: Callable[[], bool] = lambda: True,
+) -> DeliveryResult:
+    """Send everything due, batch by batch, until nothing is left to claim (or until
+    ``should_continue`` says stop, checked between batches)."""
+    limits = Limits.from_config()
+    worker = worker or worker_name()
+    result = DeliveryResult()
+    fail_exhausted(clock.utcnow(), limits.max_attempts)
+    transport = transport or from_config(current_app.config, current_app.instance_path)
+    try:
+        while should_continue() and (
+            ids := claim(clock.utcnow(), worker, batch_size, limits.lease)
+        ):
+            for message_id in ids:
+                deliver_one(message_id, worker, transport, limits, result)
+    finally:
+        transport.close()
+    return result

@@ -1,0 +1,168 @@
+"""Turning an outbox row into an email: plain text plus HTML from ``templates/email/``.
+
+Messages are rendered when they are sent, not when queued, so they describe the event as it
+is at that moment (a changed location, a corrected name); the delivery check has already made
+sure the reminder itself still applies. Words stay neutral: no diagnosis, the patient's first
+name at most, and a link to their own page. Coordinators see a patient as initials and an
+internal reference only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import current_app, render_template
+
+from surveillance.feeds import urls, wording
+from surveillance.feeds.content import single_event_ics
+from surveillance.models import OutboxMessage, Patient, PlanEvent
+from surveillance.reminders.rules import Audience, Rule
+
+KIND_LABELS = {kind: title.lower() for kind, title in wording.TITLES.items()}
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    maintype: str = "text"
+    subtype: str = "calendar"
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+    attachments: tuple[Attachment, ...] = ()
+
+
+# Dates and times are spelled out the way the calendar feeds spell them (locale-independent).
+long_date = wording.long_date
+clock_time = wording.clock_time
+
+
+def short_date(day: date) -> str:
+    """ "Mon Jul 6": short enough for a subject line."""
+    return f"{wording.long_date(day)[:3]} {wording.short_date(day)[:3]} {day.day}"
+
+
+def initials(patient: Patient) -> str:
+    return wording.initials(patient.given_name, patient.family_name)
+
+
+def reference(patient: Patient) -> str:
+    return wording.patient_reference(patient.id)
+
+
+def base_url() -> str:
+    return str(current_app.config.get("PUBLIC_BASE_URL", "")).rstrip("/")
+
+
+def coordinator_patient_url(patient: Patient) -> str:
+    return f"{base_url()}/patients/{patient.id}"
+
+
+def _event_context(event: PlanEvent) -> dict[str, Any]:
+    clinic = event.patient.clinic
+    local_start = event.starts_at.astimezone(ZoneInfo(clinic.timezone)) if event.starts_at else None
+    return {
+        "kind_label": KIND_LABELS.get(event.kind, "appointment"),
+        "due_on": long_date(event.due_on),
+        "window_start": long_date(event.window_start),
+        "window_end": long_date(event.window_end),
+        "starts_on": long_date(local_start.date()) if local_start else None,
+        "starts_at_time": clock_time(local_start) if local_start else None,
+        "starts_short": (
+            f"{short_date(local_start.date())} at {clock_time(local_start)}"
+            if local_start
+            else None
+        ),
+        "location": event.location or clinic.address or clinic.name,
+    }
+
+
+def _render(template: str, subject: str, **context: Any) -> Rendered:
+    context["subject"] = subject
+    return Rendered(
+        subject=subject,
+        text=render_template(f"email/{template}.txt", **context),
+        html=render_template(f"email/{template}.html", **context),
+    )
+
+
+def render(message: OutboxMessage, today: date, digest: dict[str, Any] | None = None) -> Rendered:
+    """The subject, bodies and attachments of an outbox message as it should go out now."""
+    clinic = message.clinic
+    common: dict[str, Any] = {
+        "clinic_name": clinic.name,
+        "clinic_phone": clinic.phone or None,
+        "clinic_address": clinic.address or None,
+    }
+    if message.rule == Rule.DIGEST:
+        assert digest is not None
+        total = sum(section["total"] for section in digest["sections"])
+        subject = f"Watchful daily summary for {clinic.name}: {total} to look at"
+        return _render(
+            "digest", subject, today=long_date(today), app_url=base_url() + "/", **digest, **common
+        )
+    event, patient = message.event, message.patient
+    assert event is not None and patient is not None
+    common.update(_event_context(event))
+    if message.audience == Audience.COORDINATOR:
+        common.update(
+            initials=initials(patient),
+            ref=reference(patient),
+            patient_url=coordinator_patient_url(patient),
+            phone=patient.phone,
+        )
+        if message.rule == Rule.BIOPSY_UNBOOKED:
+            subject = f"Biopsy due today, not booked: {common['initials']} ({common['ref']})"
+            return _render("biopsy-unbooked-coordinator", subject, **common)
+        subject = (
+            f"Biopsy to book by {short_date(event.due_on)}: {common['initials']} ({common['ref']})"
+        )
+        return _render("biopsy-heads-up-coordinator", subject, **common)
+    common.update(first_name=patient.given_name, patient_url=urls.patient_page_url(patient))
+    if message.rule == Rule.BOOKED:
+        subject = f"Reminder: your appointment on {common['starts_short']}"
+        rendered = _render("booked-visit", subject, **common)
+        ics = single_event_ics(event)
+        attachment = Attachment("appointment.ics", ics, params={"charset": "utf-8"})
+        return Rendered(rendered.subject, rendered.text, rendered.html, (attachment,))
+    subject = "Time to book your next appointment"
+    if message.rule == Rule.BIOPSY_HEADS_UP:
+        return _render("biopsy-heads-up", subject, **common)
+    return _render("book-window", subject, **common)
+
+
+def build_email(
+    message: OutboxMessage, rendered: Rendered, recipient: str, now: datetime
+) -> EmailMessage:
+    email = EmailMessage()
+    email["From"] = current_app.config.get("MAIL_DEFAULT_SENDER") or "watchful@localhost"
+    email["To"] = recipient
+    email["Subject"] = rendered.subject
+    email["Date"] = format_datetime(now)
+    # The same Message-ID on every attempt: a copy sent again after a crash is recognisably
+    # the same message to mail servers and clients.
+    email["Message-ID"] = message.message_id
+    email["Auto-Submitted"] = "auto-generated"
+    email["X-Auto-Response-Suppress"] = "All"
+    email.set_content(rendered.text)
+    email.add_alternative(rendered.html, subtype="html")
+    for attachment in rendered.attachments:
+        email.add_attachment(
+            attachment.content,
+            maintype=attachment.maintype,
+            subtype=attachment.subtype,
+            filename=attachment.filename,
+            params=attachment.params,
+        )
+    return email
