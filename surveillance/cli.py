@@ -15,6 +15,7 @@ from surveillance.services import accounts
 clinics_cli = AppGroup("clinics", help="Manage clinics.")
 users_cli = AppGroup("users", help="Manage users and their API tokens.")
 demo_cli = AppGroup("demo", help="Synthetic demo data.")
+stages_cli = AppGroup("stages", help="Care stages.")
 
 
 def _fail(exc: DomainError) -> None:
@@ -92,6 +93,26 @@ def demo_load() -> None:
     click.echo(summary)
 
 
+@stages_cli.command("sweep")
+@click.option(
+    "--date",
+    "on",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Treat this day as today (default: each clinic's own today).",
+)
+def stages_sweep(on) -> None:  # type: ignore[no-untyped-def]
+    """Move watched patients whose one-year biopsy window has opened to biopsy review.
+
+    Safe to run any number of times a day; the daily scheduler runs the same function.
+    """
+    from surveillance.services import stages
+
+    moved = stages.advance_biopsy_reviews(on.date() if on else None)
+    db.session.commit()
+    click.echo(f"Moved {len(moved)} patient(s) to biopsy review.")
+
+
 def register(app: Flask) -> None:
-    for group in (clinics_cli, users_cli, demo_cli):
+    for group in (clinics_cli, users_cli, demo_cli, stages_cli):
         app.cli.add_command(group)
