@@ -44,10 +44,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
 
-    from surveillance import api, cli
+    from surveillance import api, cli, learn
 
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer tokens, not cookies: no CSRF exposure
+    app.register_blueprint(learn.bp)  # public patient education pages
     cli.register(app)
     return app
 
