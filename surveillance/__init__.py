@@ -44,11 +44,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
 
-    from surveillance import api, cli, learn
+    from surveillance import api, cli, learn, patient
 
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer tokens, not cookies: no CSRF exposure
     app.register_blueprint(learn.bp)  # public patient education pages
+    app.register_blueprint(patient.bp)  # the patient's own page at /p/<token>
     cli.register(app)
     return app
 
