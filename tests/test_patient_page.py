@@ -146,9 +146,15 @@ def test_page_shows_name_stage_visits_clinic_and_subscribe(client, patient) -> N
     assert article.summary in text
     assert page.find("a", href=f"/learn/{article.slug}")
     assert client.get(f"/learn/{article.slug}").status_code == 200
+    # The next appointment, up front, with a way to the calendar links.
+    assert (
+        "Your next appointment: Follow-up visit, due since Tuesday, January 6, 2026: please "
+        "call the clinic to book it. Add your visits to your calendar" in text
+    )
+    assert page.find("a", href="#subscribe")
     # Booked biopsy: date, time in the clinic's zone, place, what to expect, how to change.
     assert "Biopsy appointment Booked Date Tuesday, January 27, 2026" in text
-    assert "Time 9:00 AM to 10:00 AM (MST)" in text
+    assert "Time 9:00 AM to 10:00 AM (MST) Place Procedure suite, 2nd floor" in text
     assert "Place Procedure suite, 2nd floor" in text
     assert "small piece of tissue" in text
     assert "To change this time, call the clinic at +1 303 555 0142." in text
