@@ -19,6 +19,8 @@ install: $(BIN)/python
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@command -v chromium >/dev/null 2>&1 || sh tests/install-chromium.sh
+	@test -d node_modules/axe-core || npm install --no-audit --no-fund
 
 migrate:
 	$(FLASK) db upgrade

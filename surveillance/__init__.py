@@ -44,9 +44,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
 
-    from surveillance import api, cli, learn, patient
+    from surveillance import api, auth, cli, coordinator, learn, patient
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(coordinator.bp)
     csrf.exempt(api.bp)  # bearer tokens, not cookies: no CSRF exposure
     app.register_blueprint(learn.bp)  # public patient education pages
     app.register_blueprint(patient.bp)  # the patient's own page at /p/<token>
@@ -71,8 +73,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     module = type(dbapi_connection).__module__
     if not module.startswith("sqlite3"):
         return
+    # pysqlite's own transaction handling starts transactions late and lets RELEASE SAVEPOINT
+    # commit; SQLAlchemy's documented recipe takes it over (see ``_sqlite_begin``) so that
+    # savepoints (one per imported CSV row) and rollbacks really work.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA busy_timeout = 5000")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.close()
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_begin(connection: Any) -> None:
+    """Start SQLite transactions explicitly (the other half of the recipe above)."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN")

@@ -114,5 +114,7 @@ def stages_sweep(on) -> None:  # type: ignore[no-untyped-def]
 
 
 def register(app: Flask) -> None:
-    for group in (clinics_cli, users_cli, demo_cli, stages_cli):
+    from surveillance.cli_patients import patients_cli
+
+    for group in (clinics_cli, users_cli, demo_cli, patients_cli, stages_cli):
         app.cli.add_command(group)

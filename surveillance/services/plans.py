@@ -399,3 +399,17 @@ def _cancel(event: PlanEvent, reason: str) -> None:
     event.status = EventStatus.CANCELLED
     event.cancel_reason = reason
     touch(event)
+
+
+def allowed_actions(event: PlanEvent) -> list[str]:
+    """The actions ``event`` accepts now, in the order screens offer them (the same rules the
+    actions themselves enforce, so a screen never offers a button that can only fail)."""
+    actions = [name for name, statuses in _ALLOWED.items() if event.status in statuses]
+    if event.plan.status != PlanStatus.ACTIVE:
+        actions = [name for name in actions if name == "complete"]
+    if "missed" in actions:
+        zone = ZoneInfo(event.patient.clinic.timezone)
+        happens_on = event.starts_at.astimezone(zone).date() if event.starts_at else event.due_on
+        if happens_on > clock.today_in(event.patient.clinic.timezone):
+            actions.remove("missed")
+    return actions

@@ -1,0 +1,232 @@
+"""Forms of the coordinator screens.
+
+Forms only collect and re-display what the user typed; the rules live in the services. The
+enrolment form in particular has no validators of its own: its text goes through
+``services.enrolment_input.parse`` (the API's schema) and ``plans.check_enrolment``, and the
+errors come back next to each field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from zoneinfo import available_timezones
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    IntegerField,
+    PasswordField,
+    RadioField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+    TimeField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from surveillance.clinic_calendar import WEEKDAY_NAMES
+from surveillance.services.enrolment_input import FIELDS
+
+PRIMARY_SITES = [
+    ("pancreas", "Pancreas"),
+    ("small_bowel", "Small bowel"),
+    ("stomach", "Stomach"),
+    ("rectum", "Rectum"),
+    ("appendix", "Appendix"),
+    ("lung", "Lung"),
+    ("other", "Other or unknown"),
+]
+DIFFERENTIATION = [("well", "Well differentiated"), ("poorly", "Poorly differentiated")]
+GRADES = [("G1", "G1"), ("G2", "G2"), ("G3", "G3")]
+FUNCTIONAL = [("unknown", "Unknown"), ("no", "No"), ("yes", "Yes")]
+INTERVALS = [("3", "3 months"), ("4", "4 months"), ("5", "5 months"), ("6", "6 months")]
+OUTCOMES = [
+    ("stable", "Stable"),
+    ("inconclusive", "Inconclusive"),
+    ("progression", "Progression (ends surveillance)"),
+]
+
+
+def options(pairs: Iterable[tuple[object, str]]) -> list[SelectChoice]:
+    """Choices for a select, radio or checkbox group (value, label)."""
+    return [SelectChoice(str(value), label) for value, label in pairs]
+
+
+def _choose(label: str) -> list[tuple[str, str]]:
+    return [("", label)]
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class EnrolmentForm(FlaskForm):
+    mrn = StringField("MRN", render_kw={"required": True, "autocomplete": "off"})
+    given_name = StringField("Given name", render_kw={"required": True, "autocomplete": "off"})
+    family_name = StringField("Family name", render_kw={"required": True, "autocomplete": "off"})
+    birth_date = StringField("Birth date", render_kw={"type": "date", "required": True})
+    clinic = SelectField("Clinic", choices=[], validate_choice=False)
+    email = StringField("Email", render_kw={"type": "email", "autocomplete": "off"})
+    phone = StringField("Phone", render_kw={"type": "tel", "autocomplete": "off"})
+    preferred_language = StringField(
+        "Preferred language", default="en", description="A language code, e.g. en or es."
+    )
+    primary_site = SelectField(
+        "Primary site",
+        choices=options(_choose("Choose…") + PRIMARY_SITES),
+        validate_choice=False,
+        render_kw={"required": True},
+    )
+    differentiation = SelectField(
+        "Differentiation",
+        choices=options(_choose("Choose…") + DIFFERENTIATION),
+        validate_choice=False,
+        render_kw={"required": True},
+    )
+    grade = SelectField(
+        "Grade",
+        choices=options(_choose("Choose…") + GRADES),
+        validate_choice=False,
+        render_kw={"required": True},
+    )
+    ki67 = StringField(
+        "Ki-67 index (%)", render_kw={"inputmode": "decimal"}, description="Optional."
+    )
+    size_mm = StringField(
+        "Tumour size (mm)", render_kw={"inputmode": "numeric"}, description="Optional."
+    )
+    functional = SelectField(
+        "Functional tumour", choices=options(FUNCTIONAL), default="unknown", validate_choice=False
+    )
+    enrolled_on = StringField("Enrolment date", render_kw={"type": "date", "required": True})
+    interval_months = SelectField(
+        "Follow-up interval",
+        choices=options(_choose("Use the suggested interval") + INTERVALS),
+        validate_choice=False,
+    )
+    justification = TextAreaField(
+        "Clinical justification",
+        description="Required for poorly differentiated or G3 tumours.",
+        render_kw={"rows": 3},
+    )
+    preview = SubmitField("Preview plan")
+    save = SubmitField("Enrol patient")
+
+    def enrolment_fields(self) -> dict[str, str | None]:
+        """The submitted text, keyed by the API's field names."""
+        return {name: self[name].data for name in FIELDS}
+
+
+class BookingForm(FlaskForm):
+    day = DateField("Date", validators=[InputRequired("Enter the date.")])
+    start_time = TimeField("Start time", validators=[InputRequired("Enter the start time.")])
+    duration_minutes = IntegerField(
+        "Duration (minutes)",
+        default=30,
+        validators=[
+            InputRequired("Enter the duration in minutes."),
+            NumberRange(5, 480, "Duration must be 5 to 480 minutes."),
+        ],
+    )
+    location = StringField(
+        "Location",
+        validators=[Optional(), Length(max=500)],
+        description="Leave empty to use the clinic's address.",
+    )
+    submit = SubmitField("Save booking")
+
+
+class CompletionForm(FlaskForm):
+    completed_on = DateField("Date it took place", validators=[InputRequired("Enter the date.")])
+    outcome = RadioField(
+        "Outcome", choices=options(OUTCOMES), validators=[InputRequired("Choose the outcome.")]
+    )
+    submit = SubmitField("Record completion")
+
+
+class CancelForm(FlaskForm):
+    reason = TextAreaField(
+        "Reason (optional)", validators=[Optional(), Length(max=2000)], render_kw={"rows": 2}
+    )
+    submit = SubmitField("Cancel this event")
+
+
+class ActionForm(FlaskForm):
+    """A button that posts with only the CSRF token."""
+
+    submit = SubmitField("Confirm")
+
+
+class IntervalForm(FlaskForm):
+    interval_months = SelectField("Follow-up interval", choices=options(INTERVALS))
+    submit = SubmitField("Change interval")
+
+
+class EndSurveillanceForm(FlaskForm):
+    reason = TextAreaField(
+        "Reason",
+        validators=[DataRequired("Say why surveillance ends."), Length(max=2000)],
+        render_kw={"rows": 2},
+    )
+    submit = SubmitField("End surveillance")
+
+
+class ImportForm(FlaskForm):
+    file = FileField("CSV file", validators=[FileRequired("Choose a CSV file to upload.")])
+    check = SubmitField("Check only")
+    run = SubmitField("Import")
+
+
+def _timezones() -> list[tuple[str, str]]:
+    zones = sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/"))
+    return [(z, z.replace("_", " ")) for z in zones]
+
+
+class ClinicForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired("A clinic needs a name."), Length(max=200)])
+    timezone = SelectField("Time zone", choices=[])
+    address = TextAreaField("Address", validators=[Length(max=1000)], render_kw={"rows": 2})
+    phone = StringField("Phone", validators=[Length(max=40)], render_kw={"type": "tel"})
+    working_weekdays = MultiCheckboxField(
+        "Working days", choices=options((i, name) for i, name in enumerate(WEEKDAY_NAMES))
+    )
+    observe_us_holidays = BooleanField("Closed on US federal holidays")
+    submit = SubmitField("Save clinic")
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.timezone.choices = options(_timezones())
+
+
+class ClosureForm(FlaskForm):
+    closed_on = DateField("Closed on", validators=[InputRequired("Enter the date.")])
+    reason = StringField("Reason", validators=[Optional(), Length(max=200)])
+    submit = SubmitField("Add closure")
+
+
+class UserForm(FlaskForm):
+    full_name = StringField("Full name", validators=[Length(max=200)])
+    role = SelectField(
+        "Role", choices=options([("coordinator", "Coordinator"), ("admin", "Admin")])
+    )
+    clinics = MultiCheckboxField("Clinics", choices=[], coerce=int)
+    is_active = BooleanField("Active (may sign in)", default=True)
+    submit = SubmitField("Save user")
+
+
+class NewUserForm(UserForm):
+    email = EmailField("Email", validators=[DataRequired("Enter an email address.")])
+    password = PasswordField(
+        "Initial password",
+        validators=[DataRequired("Enter an initial password.")],
+        description="At least 10 characters; give it to the user in person.",
+        render_kw={"autocomplete": "new-password"},
+    )
