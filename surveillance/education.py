@@ -324,7 +324,8 @@ class _TextExtractor(HTMLParser):
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
-        self.parts.append(data)
+        # As in a browser, a line break inside a paragraph is just a space.
+        self.parts.append(" ".join(data.split("\n")))
 
 
 def plain_text(html: str) -> str:
