@@ -20,7 +20,7 @@ install: $(BIN)/python
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@command -v chromium >/dev/null 2>&1 || sh tests/install-chromium.sh
-	@test -d node_modules/axe-core || npm install --no-audit --no-fund
+	@test -d node_modules/axe-core -a -d node_modules/ical.js || npm ci --no-audit --no-fund
 
 migrate:
 	$(FLASK) db upgrade
@@ -30,7 +30,7 @@ demo: migrate
 
 run: install demo
 	@echo "Watchful is at http://$(HOST):$(PORT)/  (Ctrl-C stops it)"
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers 2 --access-logfile - 'surveillance:create_app()'
+	$(BIN)/gunicorn -c python:surveillance.gunicorn_conf --bind $(HOST):$(PORT) 'surveillance:create_app()'
 
 lint:
 	$(BIN)/ruff check .

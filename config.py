@@ -48,6 +48,8 @@ def from_environment() -> dict[str, Any]:
         "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD"),
         "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER", "watchful@localhost"),
         "REDIS_URL": os.environ.get("REDIS_URL"),
+        # How many reverse proxies in front of the app set X-Forwarded-* (0 = none).
+        "TRUST_PROXY_HOPS": _int("TRUST_PROXY_HOPS", 0),
         "API_PAGE_SIZE": _int("API_PAGE_SIZE", 50),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024),
     }

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 import config as config_module
+from surveillance import http, throttle
 from surveillance.extensions import bootstrap, csrf, db, login_manager, migrate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +30,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         instance_relative_config=True,
         template_folder=str(PROJECT_ROOT / "templates"),
     )
+    app.config.update(_session_defaults(settings))
     app.config.update(settings)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.setdefault(
@@ -38,13 +43,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # Bootstrap's CSS and JS come from the installed package, never from a CDN.
     app.config.setdefault("BOOTSTRAP_SERVE_LOCAL", True)
 
+    http.init_app(app)
+    throttle.init_app(app)
     db.init_app(app)
     csrf.init_app(app)
     bootstrap.init_app(app)
     login_manager.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
 
-    from surveillance import api, auth, cli, coordinator, learn, patient
+    from surveillance import api, auth, cli, coordinator, learn, patient, web
+
+    web.init_app(app)  # before any blueprint adds its rules
 
     app.register_blueprint(api.bp)
     app.register_blueprint(auth.bp)
@@ -52,18 +61,48 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(api.bp)  # bearer tokens, not cookies: no CSRF exposure
     app.register_blueprint(learn.bp)  # public patient education pages
     app.register_blueprint(patient.bp)  # the patient's own page at /p/<token>
+    # Calendar feeds (issue 3): capability URLs, GET/HEAD only.
+    from surveillance import feeds
+
+    app.register_blueprint(feeds.bp)
     cli.register(app)
+    cli.attribute_commands(app.cli)
     return app
+
+
+def _session_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """Session cookies: HttpOnly, SameSite=Lax, Secure behind https, and a 30-minute idle
+    timeout (the cookie's lifetime restarts with each request). Flask's own defaults are
+    laxer, so these replace them unless the configuration says otherwise."""
+    https = str(settings.get("PUBLIC_BASE_URL", "")).startswith("https://")
+    return {
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": https,
+        "REMEMBER_COOKIE_SECURE": https,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "PERMANENT_SESSION_LIFETIME": timedelta(minutes=30),
+        "SESSION_REFRESH_EACH_REQUEST": True,
+    }
 
 
 def _instance_secret(instance: Path) -> str:
     """A secret generated once and kept in the instance folder, so sessions survive restarts
     and every local worker agrees. Deployments set SECRET_KEY instead."""
     path = instance / "secret_key"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
-    return path.read_text().strip()
+    try:
+        # O_EXCL: when several workers start at once, exactly one creates the key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    for _ in range(100):
+        if value := path.read_text().strip():
+            return value
+        time.sleep(0.01)  # the worker that created it is still writing
+    raise RuntimeError(f"{path} is empty; delete it or set SECRET_KEY")
 
 
 @event.listens_for(Engine, "connect")

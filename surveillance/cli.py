@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import getpass
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
 import click
 from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from surveillance import audit, backup
 from surveillance.errors import DomainError
 from surveillance.extensions import db
 from surveillance.models import Clinic, Role, User
@@ -37,6 +45,23 @@ def create_clinic(slug: str, name: str, timezone: str, address: str) -> None:
         _fail(exc)
     db.session.commit()
     click.echo(f"Created clinic {clinic.slug} ({clinic.name}, {clinic.timezone}).")
+
+
+@clinics_cli.command("close")
+@click.argument("slug")
+@click.argument("day", type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--reason", default="", help="Shown to coordinators, e.g. 'Staff training'.")
+def close_clinic(slug: str, day: datetime, reason: str) -> None:
+    """Close a clinic on DAY (YYYY-MM-DD) and move planned dates off it."""
+    clinic = db.session.scalar(select(Clinic).where(Clinic.slug == slug))
+    if clinic is None:
+        raise click.ClickException(f"No clinic with slug {slug!r}.")
+    try:
+        moved = accounts.add_closure(clinic, day.date(), reason)
+    except DomainError as exc:
+        _fail(exc)
+    db.session.commit()
+    click.echo(f"{clinic.name} is closed on {day.date().isoformat()}; {moved} plan(s) re-planned.")
 
 
 @users_cli.command("create")
@@ -83,12 +108,36 @@ def api_token(email: str, name: str) -> None:
     click.echo(secret)
 
 
+@users_cli.command("feed-token")
+@click.argument("email")
+def feed_token(email: str) -> None:
+    """(Re)issue a coordinator's clinic calendar feed; the URL is the last line. Any
+    earlier URL of this user stops working at once."""
+    from surveillance.feeds.urls import clinic_feed_url
+    from surveillance.services import feed_tokens
+
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"No user with email {email!r}.")
+    if not user.is_active:
+        raise click.ClickException(f"User {user.email} is deactivated.")
+    feed_tokens.rotate_user_token(user)
+    db.session.commit()
+    click.echo(f"Clinic calendar feed for {user.email} (keep it private; subscribe to it in a")
+    click.echo("calendar app; running this again replaces it):")
+    click.echo(clinic_feed_url(user))
+
+
 @demo_cli.command("load")
-def demo_load() -> None:
+@click.option("--force", is_flag=True, help="Load even if other clinics exist (test copies).")
+def demo_load(force: bool) -> None:
     """Load the synthetic demo clinic, users and patients (idempotent)."""
     from surveillance import demo
 
-    summary = demo.load()
+    try:
+        summary = demo.load(force)
+    except demo.NotADemoDatabase as exc:
+        raise click.ClickException(str(exc)) from exc
     db.session.commit()
     click.echo(summary)
 
@@ -113,8 +162,60 @@ def stages_sweep(on) -> None:  # type: ignore[no-untyped-def]
     click.echo(f"Moved {len(moved)} patient(s) to biopsy review.")
 
 
+@click.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def backup_command(path: Path) -> None:
+    """Write an online backup of the SQLite database to PATH."""
+    try:
+        size = backup.backup(db.engine, path)
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Backed up to {path} ({size} bytes).")
+
+
+@click.command("restore")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.confirmation_option(prompt="This replaces every record with the backup's. Continue?")
+def restore_command(path: Path) -> None:
+    """Replace the SQLite database with the backup at PATH (stop the scheduler first)."""
+    try:
+        backup.restore(db.engine, path)
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Restored from {path}.")
+
+
 def register(app: Flask) -> None:
     from surveillance.cli_patients import patients_cli
 
     for group in (clinics_cli, users_cli, demo_cli, patients_cli, stages_cli):
         app.cli.add_command(group)
+    app.cli.add_command(backup_command)
+    app.cli.add_command(restore_command)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _attributed(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with audit.acting_as(f"cli:{_os_user()}"):
+            return callback(*args, **kwargs)
+
+    return run
+
+
+def attribute_commands(group: click.Group) -> None:
+    """Every command's changes are audited as ``cli:<OS user>`` (not as an anonymous
+    "system"); a job that acts as the scheduler names itself inside."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            attribute_commands(command)
+        elif command.callback is not None and not getattr(command, "_attributed", False):
+            command.callback = _attributed(command.callback)
+            command._attributed = True  # type: ignore[attr-defined]

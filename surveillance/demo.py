@@ -240,7 +240,19 @@ def _ensure_patient(spec: DemoPatient, clinic: Clinic, today: date) -> bool:
     return True
 
 
-def load() -> str:
+class NotADemoDatabase(Exception):
+    pass
+
+
+def load(force: bool = False) -> str:
+    """Load the demo. It refuses a database that holds other clinics (real data, perhaps):
+    the demo's public password and API token must never open a real clinic's records."""
+    others = db.session.scalar(select(Clinic.id).where(Clinic.slug != CLINIC_SLUG).limit(1))
+    if others is not None and not force:
+        raise NotADemoDatabase(
+            "This database holds clinics besides the demo; refusing to add demo accounts "
+            "with a public password. Use an empty database (or --force on a test copy)."
+        )
     clinic = _ensure_clinic()
     coordinator = _ensure_user(COORDINATOR_EMAIL, Role.COORDINATOR, clinic, "Demo Coordinator")
     _ensure_user(ADMIN_EMAIL, Role.ADMIN, clinic, "Demo Admin")

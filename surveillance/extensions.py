@@ -66,8 +66,14 @@ bootstrap = Bootstrap5()
 
 
 @login_manager.user_loader
-def _load_user(user_id: str):  # type: ignore[no-untyped-def]
+def _load_user(session_id: str):  # type: ignore[no-untyped-def]
+    """The signed-in user, if the cookie's session generation is still the current one."""
     from surveillance.models import User
 
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-    return user if user is not None and user.is_active else None
+    user_id, _, generation = session_id.partition(":")
+    if not (user_id.isdigit() and generation.isdigit()):
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.is_active or user.session_generation != int(generation):
+        return None
+    return user

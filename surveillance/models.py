@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -148,6 +149,7 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(20), default=Role.COORDINATOR)
     is_active: Mapped[bool] = mapped_column(default=True)
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
     # The coordinator's own clinic calendar feed (see services.feed_tokens): a salt and a hash.
     feed_token_salt: Mapped[str | None] = mapped_column(String(64))
     feed_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -172,7 +174,9 @@ class User(db.Model):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        # The session cookie names the user *and* their current session generation, so that
+        # signing out (which starts a new generation) invalidates every copy of the cookie.
+        return f"{self.id}:{self.session_generation}"
 
 
 class ApiToken(db.Model):
@@ -317,6 +321,8 @@ class PlanEvent(db.Model):
     completed_on: Mapped[date | None] = mapped_column(Date)
     outcome: Mapped[str | None] = mapped_column(String(15))
     cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # Cancelled by re-planning (not by a person): the slot may be used again later.
+    cancelled_by_replan: Mapped[bool] = mapped_column(default=False, server_default=false())
     # The calendar identity: the UID never changes; SEQUENCE rises with each visible change.
     uid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uid)
     sequence: Mapped[int] = mapped_column(default=0)
@@ -324,8 +330,13 @@ class PlanEvent(db.Model):
     # Set explicitly on each visible change (not ``onupdate``): feeds use it as LAST-MODIFIED.
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    # Optimistic locking: two people acting on the same event at once cannot both win.
+    row_version: Mapped[int] = mapped_column(default=1, server_default="1")
+
     plan: Mapped[SurveillancePlan] = relationship(back_populates="events")
     patient: Mapped[Patient] = relationship()
+
+    __mapper_args__ = {"version_id_col": row_version}
 
 
 # --- Care stages (issue 6) --------------------------------------------------------------------
@@ -354,3 +365,9 @@ class StageChange(db.Model):
 
     patient: Mapped[Patient] = relationship(back_populates="stage_history")
     changed_by: Mapped[User | None] = relationship()
+
+
+# The audit log's model lives with its listeners; importing it here puts it in the metadata.
+from surveillance.audit import AuditEntry  # noqa: E402
+
+__all__ = ["AuditEntry"]

@@ -188,9 +188,34 @@ def initial_plan(
     return sorted(slots, key=lambda s: (s.due_on, s.kind != EventKind.BIOPSY, s.ordinal))
 
 
+def anchor_for_new_interval(last_seen_on: date, interval_months: int, today: date) -> date:
+    """Where a series re-planned for a new interval starts counting.
+
+    From the last visit the patient was seen at (or booked for), so the new interval really
+    separates visits, but never so early that the next visit would already be in the past: a
+    patient who is already due under the new interval becomes due today rather than overdue.
+    """
+    validate_interval(interval_months)
+    if add_months(last_seen_on, interval_months) >= today:
+        return last_seen_on
+    anchor = add_months(today, -interval_months)
+    # Month-end clamping can land a few days short of today; step to the first anchor that
+    # reaches it.
+    while add_months(anchor, interval_months) < today:
+        anchor += timedelta(days=1)
+    return anchor
+
+
+PLANNED, WITHDRAWN = "planned", "withdrawn"
+
+
 @dataclass(frozen=True, slots=True)
 class ExistingVisit:
-    """What reconciliation needs to know about a visit already in a plan."""
+    """What reconciliation needs to know about a visit already in a plan.
+
+    ``status`` is the event status, or ``withdrawn`` for a visit an earlier re-planning
+    cancelled (as opposed to one a person cancelled): such a slot may be used again.
+    """
 
     key: object
     ordinal: int
@@ -209,6 +234,14 @@ class Reconciliation:
         return not (self.moves or self.creates or self.cancels)
 
 
+def _movable(visit: ExistingVisit, anchor_ordinal: int, today: date) -> bool:
+    if visit.ordinal <= anchor_ordinal:
+        return False
+    if visit.status == WITHDRAWN:
+        return True
+    return visit.status == PLANNED and visit.due_on >= today
+
+
 def reconcile_visits(
     existing: Iterable[ExistingVisit],
     desired: Sequence[EventSlot],
@@ -218,17 +251,14 @@ def reconcile_visits(
     """Turn a plan's visits into ``desired`` while touching as little as possible.
 
     Only visits that have not happened yet are re-planned: those still ``planned`` after the
-    anchor and not already overdue. Booked, completed, missed and cancelled visits keep their
+    anchor and not already overdue, and slots an earlier re-planning withdrew (which come back
+    rather than leaving a gap). Booked, completed, missed and hand-cancelled visits keep their
     slot. A surviving visit keeps its identity (and so its calendar UID) and just moves.
     Planned visits the new schedule no longer needs are cancelled rather than deleted, so
     subscribed calendars are told to remove them.
     """
     by_ordinal = {visit.ordinal: visit for visit in existing}
-    movable = {
-        visit.ordinal: visit
-        for visit in by_ordinal.values()
-        if visit.status == "planned" and visit.ordinal > anchor_ordinal and visit.due_on >= today
-    }
+    movable = {o: v for o, v in by_ordinal.items() if _movable(v, anchor_ordinal, today)}
     moves: list[tuple[object, EventSlot]] = []
     creates: list[EventSlot] = []
     wanted = set()
@@ -237,7 +267,13 @@ def reconcile_visits(
         current = by_ordinal.get(slot.ordinal)
         if current is None:
             creates.append(slot)
-        elif slot.ordinal in movable and current.due_on != slot.due_on:
+        elif slot.ordinal in movable and (
+            current.status == WITHDRAWN or current.due_on != slot.due_on
+        ):
             moves.append((current.key, slot))
-    cancels = [visit.key for ordinal, visit in sorted(movable.items()) if ordinal not in wanted]
+    cancels = [
+        visit.key
+        for ordinal, visit in sorted(movable.items())
+        if ordinal not in wanted and visit.status == PLANNED
+    ]
     return Reconciliation(moves, creates, cancels)

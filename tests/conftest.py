@@ -8,6 +8,7 @@ from empty tables.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
 
-from surveillance import create_app
+from surveillance import create_app, throttle
 from surveillance.extensions import db
 from tests import factories
 
@@ -38,22 +39,36 @@ def _postgres_database(base_url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def migrated_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database migrated once per test process: the PostgreSQL test database, or a SQLite
+    template file that each test copies."""
     base = os.environ.get("TEST_DATABASE_URL")
     if base:
         url = _postgres_database(base, f"watchful_test_{_worker()}")
     else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'template.sqlite3'}"
+    app = create_app(base_config(url, tmp_path_factory.mktemp("instance")))
     with app.app_context():
         upgrade()
         db.engine.dispose()
     return url
 
 
+@pytest.fixture
+def database_url(migrated_url: str, tmp_path: Path) -> str:
+    """An empty, migrated database for one test. SQLite: a fresh copy of the template (the
+    audit log's append-only triggers forbid emptying it row by row). PostgreSQL: the shared
+    database, truncated after the test."""
+    if migrated_url.startswith("sqlite"):
+        copy = tmp_path / "test.sqlite3"
+        shutil.copyfile(migrated_url.removeprefix("sqlite:///"), copy)
+        return f"sqlite:///{copy}"
+    return migrated_url
+
+
 @pytest.fixture(scope="session")
-def is_postgres(database_url: str) -> bool:
-    return database_url.startswith("postgresql")
+def is_postgres(migrated_url: str) -> bool:
+    return migrated_url.startswith("postgresql")
 
 
 def base_config(database_url: str, instance: Path) -> dict[str, object]:
@@ -64,6 +79,8 @@ def base_config(database_url: str, instance: Path) -> dict[str, object]:
         "WTF_CSRF_ENABLED": False,
         "PUBLIC_BASE_URL": "https://watchful.test",
         "INSTANCE_PATH": str(instance),
+        # Never a shared Redis from the environment: tests reset the counters.
+        "RATELIMIT_STORAGE_URI": "memory://",
     }
 
 
@@ -71,6 +88,7 @@ def base_config(database_url: str, instance: Path) -> dict[str, object]:
 def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     app = create_app(base_config(database_url, tmp_path))
     with app.app_context():
+        throttle.limiter.reset()  # counters live in process memory in tests
         yield app
         db.session.remove()
         _empty_all_tables()
@@ -78,14 +96,13 @@ def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
 
 
 def _empty_all_tables() -> None:
-    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    if db.engine.dialect.name != "postgresql":
+        return  # each SQLite test has its own copy
+    quoted = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
     with db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            quoted = ", ".join(f'"{t}"' for t in tables)
-            conn.execute(sa.text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(sa.text(f'DELETE FROM "{table}"'))
+        # "replica" mode skips triggers, including the audit log's refusal to be truncated.
+        conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        conn.execute(sa.text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture

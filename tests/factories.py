@@ -13,6 +13,7 @@ from werkzeug.test import TestResponse
 from surveillance.extensions import db
 from surveillance.models import Clinic, Patient, User
 from surveillance.services import accounts, plans
+from tests import openapi_check
 
 _counter = itertools.count(1)
 
@@ -93,11 +94,22 @@ class ApiClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
+    def request(self, method: str, path: str, **kwargs: Any) -> TestResponse:
+        """Send a request and check the answer against the OpenAPI document."""
+        url = f"/api/v1{path}"
+        headers = {**self._headers(), **kwargs.pop("headers", {})}
+        response = self.client.open(url, method=method, headers=headers, **kwargs)
+        openapi_check.check(self.client.application, method, url, response)
+        return response
+
     def get(self, path: str, **kwargs: Any) -> TestResponse:
-        return self.client.get(f"/api/v1{path}", headers=self._headers(), **kwargs)
+        return self.request("GET", path, **kwargs)
 
     def post(self, path: str, json: Any = None, **kwargs: Any) -> TestResponse:
-        return self.client.post(f"/api/v1{path}", json=json, headers=self._headers(), **kwargs)
+        return self.request("POST", path, json=json, **kwargs)
 
     def patch(self, path: str, json: Any = None, **kwargs: Any) -> TestResponse:
-        return self.client.patch(f"/api/v1{path}", json=json, headers=self._headers(), **kwargs)
+        return self.request("PATCH", path, json=json, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.request("DELETE", path, **kwargs)

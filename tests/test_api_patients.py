@@ -240,3 +240,35 @@ def test_malformed_json_is_400_and_wrong_type_is_415(api) -> None:  # type: igno
 def test_unknown_api_route_answers_json(api) -> None:  # type: ignore[no-untyped-def]
     response = api.get("/nothing-here")
     assert response.status_code == 404 and response.json["error"]
+
+
+def test_repeated_bad_tokens_lock_the_address_out(client, coordinator) -> None:  # type: ignore[no-untyped-def]
+    good = factories.ApiClient(client, factories.token_for(coordinator))
+    bad = factories.ApiClient(client, "not-a-token")
+    for _ in range(20):
+        assert bad.get("/patients").status_code == 401
+    locked = bad.get("/patients")
+    assert locked.status_code == 429 and locked.json["error"]
+    # Even a valid token from the locked address waits: guessing cannot be told from use.
+    assert good.get("/patients").status_code == 429
+
+
+@pytest.mark.parametrize(
+    "path", ["/patients/²", "/patients/99999999999999999999", "/events/99999999999/missed"]
+)
+def test_odd_ids_are_404_not_500(api, path: str) -> None:  # type: ignore[no-untyped-def]
+    method = "POST" if path.endswith("missed") else "GET"
+    assert api.request(method, path).status_code == 404
+
+
+@pytest.mark.parametrize("query", ["page=²", "per_page=1%C2%B2", "clinic=unknown"])
+def test_odd_query_values_are_422(api, query: str) -> None:  # type: ignore[no-untyped-def]
+    assert api.get(f"/patients?{query}").status_code == 422
+
+
+def test_search_treats_percent_and_underscore_literally(api) -> None:  # type: ignore[no-untyped-def]
+    api.post("/patients", json=factories.enrolment_payload(family_name="Under_score"))
+    api.post("/patients", json=factories.enrolment_payload(family_name="Underxscore"))
+    found = api.get("/patients?q=under_").json["items"]
+    assert [p["family_name"] for p in found] == ["Under_score"]
+    assert api.get("/patients?q=%25").json["total"] == 0

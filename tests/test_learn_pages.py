@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import re
-import threading
 from html import escape
 
 import pytest
 from flask.testing import FlaskClient
-from playwright.sync_api import ConsoleMessage, sync_playwright
-from werkzeug.serving import make_server
 
 from surveillance import education
 from tests.test_education import elements
@@ -96,53 +93,3 @@ def test_print_stylesheet_hides_navigation(client: FlaskClient) -> None:
     for selector in ("nav", ".no-print", ".btn", ".learn-related"):
         assert re.search(rf"(^|\s|,){re.escape(selector)}\s*,?\s*$", hidden, re.M), selector
     assert ".print-only { display: block; }" in print_rules
-
-
-# --- In a real browser ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def live_url(app):  # type: ignore[no-untyped-def]
-    """The app served over real HTTP on a free local port, for the browser."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
-
-
-def console_error(message: ConsoleMessage) -> bool:
-    # Failed loads are checked through responses below; Chromium's own favicon request (the
-    # base layout declares none) is logged here as a 404 without a response event.
-    return message.type == "error" and not message.text.startswith("Failed to load resource")
-
-
-@pytest.mark.browser
-def test_printed_handout_shows_the_guide_and_no_navigation(live_url: str) -> None:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
-        try:
-            page = browser.new_page()
-            problems: list[str] = []  # e.g. a Content-Security-Policy refusal, a missing file
-            page.on("console", lambda m: problems.append(m.text) if console_error(m) else None)
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on("response", lambda r: problems.append(r.url) if r.status >= 400 else None)
-            page.goto(f"{live_url}/learn/biopsy-review")
-            button = page.get_by_role("button", name="Print this page")
-            assert button.is_visible()  # learn.js revealed it
-            assert not page.locator(".print-only").is_visible()
-
-            page.emulate_media(media="print")
-            for hidden in ("nav.navbar", "nav[aria-label=Breadcrumb]", ".learn-related"):
-                assert not page.locator(hidden).is_visible(), hidden
-            assert not button.is_visible()
-            assert page.get_by_role("heading", level=1, name="Biopsy review").is_visible()
-            assert page.get_by_text(education.DISCLAIMER).is_visible()
-            assert page.locator(".learn-reviewed").is_visible()
-            assert page.locator(".print-only").is_visible()
-            pdf = page.pdf(format="Letter")
-            assert pdf.startswith(b"%PDF")
-            assert problems == []
-        finally:
-            browser.close()

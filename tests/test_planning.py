@@ -285,3 +285,37 @@ def test_reconcile_never_touches_what_has_happened_or_is_booked(
         for e in existing
     ] + [ExistingVisit(f"new{s.ordinal}", s.ordinal, "planned", s.due_on) for s in result.creates]
     assert planning.reconcile_visits(applied, new, 0, today).is_empty
+
+
+@given(
+    last_seen=dates,
+    interval=intervals,
+    gap_days=st.integers(-30, 800),
+)
+def test_a_new_interval_never_puts_the_next_visit_in_the_past(
+    last_seen: date, interval: int, gap_days: int
+) -> None:
+    today = last_seen + timedelta(days=gap_days)
+    anchor = planning.anchor_for_new_interval(last_seen, interval, today)
+    first_visit = planning.add_months(anchor, interval)
+    assert anchor >= last_seen
+    assert first_visit >= today
+    if anchor != last_seen:
+        # The latest possible start: one day earlier would already be overdue.
+        assert planning.add_months(anchor - timedelta(days=1), interval) < today
+
+
+def test_withdrawn_slots_come_back_instead_of_leaving_a_gap() -> None:
+    start, today = date(2026, 1, 5), date(2026, 2, 1)
+    three = planning.visit_slots(start, 0, 3, date(2028, 2, 1), OPEN_EVERY_DAY)
+    existing = [
+        ExistingVisit(
+            f"id{s.ordinal}", s.ordinal, "withdrawn" if s.ordinal > 4 else "planned", s.due_on
+        )
+        for s in three
+    ]
+    result = planning.reconcile_visits(existing, three, 0, today)
+    assert sorted(key for key, _ in result.moves) == sorted(
+        f"id{s.ordinal}" for s in three if s.ordinal > 4
+    )
+    assert result.creates == [] and result.cancels == []

@@ -1,7 +1,7 @@
 """care stages: the patient's current stage and its history
 
 Revision ID: 0003_care_stages
-Revises: 0001
+Revises: 0002_audit_log
 Create Date: 2026-11-27 09:25:38.546127
 
 Existing patients get a stage from what is already known about them, and one history entry
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0003_care_stages'
-down_revision = '0001'
+down_revision = '0002_audit_log'
 branch_labels = None
 depends_on = None
 

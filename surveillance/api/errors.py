@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import jsonify
 from pydantic import ValidationError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from surveillance.api import bp
@@ -42,6 +43,14 @@ def _invalid(exc: ValidationError) -> Any:
 def _domain(exc: DomainError) -> Any:
     db.session.rollback()
     return error_response(exc.status_code, exc.message, exc.fields)
+
+
+@bp.errorhandler(StaleDataError)
+def _concurrent_change(exc: StaleDataError) -> Any:
+    db.session.rollback()
+    return error_response(
+        409, "Someone else changed this record at the same moment; reload and try again."
+    )
 
 
 @bp.errorhandler(HTTPException)

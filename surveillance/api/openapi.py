@@ -23,7 +23,9 @@ _MODELS: tuple[type[BaseModel], ...] = (
     schemas.StageChangeIn,
     schemas.PatientOut,
     schemas.PatientPageOut,
+    schemas.FeedLinksOut,
     schemas.ErrorOut,
+    schemas.AuditPageOut,
 )
 
 
@@ -39,10 +41,14 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed JSON.",
         401: "Missing or invalid API token.",
+        403: "Only admins may do this.",
         404: "Not found (or another clinic's record).",
         409: "Conflict: duplicate or invalid state change.",
         415: "The body is not application/json.",
+        413: "The body is too large.",
         422: "Invalid input; `fields` says which and why.",
+        429: "Too many failed token checks from this address; wait and retry.",
+        503: "The database is unavailable; retry after the Retry-After seconds.",
     }
     return {str(c): {"description": text[c], "content": _json(schemas.ErrorOut)} for c in codes}
 
@@ -60,12 +66,12 @@ def _operation(
         "security": [{"bearer": []}],
         "responses": {
             str(status): {"description": "Success.", "content": _json(response)},
-            **_errors(*errors),
+            **_errors(*errors, 429, 503),
         },
     }
     if body is not None:
         op["requestBody"] = {"required": body is not schemas.EmptyIn, "content": _json(body)}
-        op["responses"].update(_errors(400, 415, 422))
+        op["responses"].update(_errors(400, 413, 415, 422))
     if parameters:
         op["parameters"] = parameters
     return op
@@ -176,6 +182,20 @@ def document() -> dict[str, Any]:
                     parameters=patient_id,
                 )
             },
+            "/patients/{patient_id}/feed-token": {
+                "post": _operation(
+                    "Issue a new calendar feed address; the old one answers 404 at once",
+                    schemas.FeedLinksOut,
+                    schemas.EmptyIn,
+                    parameters=patient_id,
+                ),
+                "delete": {
+                    "summary": "Revoke the calendar feed and patient page addresses",
+                    "security": [{"bearer": []}],
+                    "parameters": patient_id,
+                    "responses": {"204": {"description": "Revoked."}, **_errors(401, 404)},
+                },
+            },
             "/events/{event_id}/book": _event_action("Book an event", schemas.BookingIn),
             "/events/{event_id}/reschedule": _event_action(
                 "Move a booked event", schemas.BookingIn
@@ -187,6 +207,26 @@ def document() -> dict[str, Any]:
                 "Record that the patient did not come", schemas.EmptyIn
             ),
             "/events/{event_id}/cancel": _event_action("Cancel an event", schemas.CancelIn),
+            "/audit": {
+                "get": _operation(
+                    "The audit log, newest first (admins only)",
+                    schemas.AuditPageOut,
+                    errors=(401, 403, 422),
+                    parameters=[
+                        _query("entity", {"type": "string"}, "Table, e.g. patients."),
+                        _query("entity_id", {"type": "integer"}, "Record id."),
+                        _query("patient_id", {"type": "integer"}, "Everything about a patient."),
+                        _query("actor", {"type": "string"}, "e.g. user:ana@example.org."),
+                        _query("action", {"type": "string"}, "create, update or delete."),
+                        _query("page", {"type": "integer", "minimum": 1}, "Page number."),
+                        _query(
+                            "per_page",
+                            {"type": "integer", "minimum": 1, "maximum": 200},
+                            "Page size.",
+                        ),
+                    ],
+                )
+            },
         },
     }
 

@@ -7,7 +7,7 @@ single source of the OpenAPI document, so the document cannot drift from the cod
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
@@ -184,6 +184,17 @@ class PatientOut(BaseModel):
     stage: Stage
     next_stages: list[Stage] = Field(description="The stages the patient may move to next.")
     stage_history: list[StageChangeOut] = Field(description="Oldest first.")
+    feed_url: str | None = Field(
+        description="The patient's private calendar feed (https); null when revoked."
+    )
+    webcal_url: str | None = Field(
+        description="The same feed with the webcal scheme; null when revoked."
+    )
+
+
+class FeedLinksOut(BaseModel):
+    feed_url: str = Field(description="The new private calendar feed address.")
+    webcal_url: str
 
 
 class PatientPageOut(BaseModel):
@@ -196,3 +207,22 @@ class PatientPageOut(BaseModel):
 class ErrorOut(BaseModel):
     error: str
     fields: dict[str, str] = Field(default_factory=dict)
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    occurred_at: datetime
+    actor: str
+    actor_user_id: int | None
+    action: Literal["create", "update", "delete"]
+    entity: str
+    entity_id: int | None
+    patient_id: int | None
+    changes: dict[str, Any]
+
+
+class AuditPageOut(BaseModel):
+    items: list[AuditEntryOut]
+    page: int
+    per_page: int
+    total: int

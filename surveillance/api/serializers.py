@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from surveillance import clock, planning
+from surveillance.feeds import urls as feed_urls
 from surveillance.models import EventStatus, Patient, PlanEvent, StageChange, SurveillancePlan
 from surveillance.stages import allowed_next
 
@@ -105,6 +106,7 @@ def patient_json(patient: Patient) -> dict[str, Any]:
         "stage": patient.stage,
         "next_stages": [s.value for s in allowed_next(patient.stage)],
         "stage_history": [stage_change_json(c) for c in patient.stage_history],
+        **feed_links_json(patient),
     }
 
 
@@ -115,4 +117,12 @@ def stage_change_json(change: StageChange) -> dict[str, Any]:
         "changed_at": change.changed_at.isoformat(),
         "changed_by": change.changed_by.email if change.changed_by else None,
         "reason": change.reason,
+    }
+
+
+def feed_links_json(patient: Patient) -> dict[str, Any]:
+    """The patient's private calendar addresses (both ``None`` once revoked)."""
+    return {
+        "feed_url": feed_urls.patient_feed_url(patient),
+        "webcal_url": feed_urls.patient_webcal_url(patient),
     }

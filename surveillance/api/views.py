@@ -6,8 +6,7 @@ from typing import Any, TypeVar
 
 from flask import current_app, request
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import func, select
 
 from surveillance import clock
 from surveillance.api import bp, schemas
@@ -16,9 +15,10 @@ from surveillance.api.errors import error_response
 from surveillance.api.serializers import patient_json, patient_summary_json
 from surveillance.errors import DomainError, ValidationFailed
 from surveillance.extensions import db
-from surveillance.models import Clinic, Patient, SurveillancePlan
-from surveillance.services import access, plans
+from surveillance.models import AuditEntry, Clinic, Patient
+from surveillance.services import access, patient_search, plans
 from surveillance.services import stages as care_stages
+from surveillance.web import MAX_ID
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -70,33 +70,23 @@ def enrol_patient() -> Any:
 def list_patients() -> Any:
     user = current_user()
     page, per_page = _pagination()
-    query = access.scope_patients(select(Patient), user)
+    clinic_id = None
     if slug := request.args.get("clinic"):
-        query = query.join(Patient.clinic).where(Clinic.slug == slug)
-    if term := request.args.get("q", "").strip():
-        like = f"%{term.lower()}%"
-        query = query.where(
-            or_(
-                func.lower(Patient.family_name).like(like),
-                func.lower(Patient.given_name).like(like),
-                func.lower(Patient.mrn).like(like),
-            )
-        )
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = db.session.scalars(
-        query.options(
-            joinedload(Patient.clinic),
-            selectinload(Patient.plans).selectinload(SurveillancePlan.events),
-        )
-        .order_by(Patient.family_name, Patient.given_name, Patient.id)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
+        clinic = db.session.scalar(select(Clinic).where(Clinic.slug == slug))
+        if clinic is None or not access.can_see_clinic(user, clinic.id):
+            raise ValidationFailed({"clinic": "Unknown clinic."})
+        clinic_id = clinic.id
+    found = patient_search.search(
+        user, request.args.get("q", ""), clinic_id, patient_search.SortOrder.NAME, page, per_page
+    )
     return {
-        "items": [patient_summary_json(p, clock.today_in(p.clinic.timezone)) for p in rows],
+        "items": [
+            patient_summary_json(row.patient, clock.today_in(row.patient.clinic.timezone))
+            for row in found.rows
+        ],
         "page": page,
         "per_page": per_page,
-        "total": total,
+        "total": found.total,
     }
 
 
@@ -106,7 +96,7 @@ def _pagination() -> tuple[int, int]:
     default_size = int(current_app.config.get("API_PAGE_SIZE", 50))
     for name, default, upper in (("page", 1, 1_000_000), ("per_page", default_size, 200)):
         raw = request.args.get(name, str(default))
-        if not raw.isdigit() or not 1 <= int(raw) <= upper:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= upper:
             errors[name] = f"Must be a whole number from 1 to {upper}."
         else:
             values[name] = int(raw)
@@ -133,11 +123,8 @@ def update_patient(patient_id: int) -> Any:
             raise ValidationFailed({required: "This field cannot be empty."})
     for name, value in changes.items():
         setattr(patient, name, value)
-    if interval is not None:
-        plan = patient.active_plan
-        if plan is None:
-            raise ValidationFailed({"interval_months": "Surveillance has ended."})
-        plans.change_interval(plan, interval)
+    if interval is not None and patient.latest_plan is not None:
+        plans.change_interval(patient.latest_plan, interval)  # 409 once surveillance ended
     db.session.commit()
     return patient_response(patient)
 
@@ -216,3 +203,50 @@ def cancel_event(event_id: int) -> Any:
     plans.cancel(event, body.reason)
     db.session.commit()
     return patient_response(event.patient)
+
+
+# --- Audit log (admins) -----------------------------------------------------------------------
+
+
+class Forbidden(DomainError):
+    status_code = 403
+
+
+@bp.get("/audit")
+@token_required
+def audit_log() -> Any:
+    if not current_user().is_admin:
+        raise Forbidden("Only admins can read the audit log.")
+    page, per_page = _pagination()
+    query = select(AuditEntry)
+    for name in ("entity", "actor", "action"):
+        if value := request.args.get(name):
+            query = query.where(getattr(AuditEntry, name) == value)
+    for name in ("patient_id", "entity_id"):
+        if (value := request.args.get(name)) is not None:
+            if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
+                raise ValidationFailed({name: "Must be a whole number."})
+            query = query.where(getattr(AuditEntry, name) == int(value))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = db.session.scalars(
+        query.order_by(AuditEntry.id.desc()).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    return {
+        "items": [
+            {
+                "id": e.id,
+                "occurred_at": e.occurred_at.isoformat(),
+                "actor": e.actor,
+                "actor_user_id": e.actor_user_id,
+                "action": e.action,
+                "entity": e.entity,
+                "entity_id": e.entity_id,
+                "patient_id": e.patient_id,
+                "changes": e.changes,
+            }
+            for e in rows
+        ],
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
@@ -11,7 +11,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from surveillance import clock
 from surveillance.errors import Conflict, ValidationFailed
 from surveillance.extensions import db
-from surveillance.models import ApiToken, Clinic, Role, User
+from surveillance.models import ApiToken, Clinic, ClinicClosure, Role, User
 from surveillance.secrets_store import new_token, token_hash
 
 MIN_PASSWORD_LENGTH = 10
@@ -41,6 +41,17 @@ def create_clinic(
     db.session.add(clinic)
     db.session.flush()
     return clinic
+
+
+def add_closure(clinic: Clinic, day: date, reason: str = "") -> int:
+    """Close the clinic on ``day`` and re-plan its active plans; returns plans changed."""
+    from surveillance.services.plans import refresh_clinic_plans
+
+    if any(c.closed_on == day for c in clinic.closures):
+        raise Conflict(f"The clinic is already closed on {day.isoformat()}.", {"day": "Exists."})
+    clinic.closures.append(ClinicClosure(closed_on=day, reason=reason.strip()))
+    db.session.flush()
+    return refresh_clinic_plans(clinic)
 
 
 def hash_password(password: str) -> str:
@@ -73,6 +84,12 @@ def create_user(
     db.session.add(user)
     db.session.flush()
     return user
+
+
+def end_all_sessions(user: User) -> None:
+    """Sign the user out everywhere: every existing session cookie stops working."""
+    user.session_generation += 1
+    db.session.flush()
 
 
 def verify_password(user: User, password: str) -> bool:

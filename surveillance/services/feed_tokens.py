@@ -46,9 +46,17 @@ def _new_salt_and_hash(purpose: str) -> tuple[str, str, str]:
 # --- Patients ---------------------------------------------------------------------------------
 
 
+def _valid(secret: str | None, stored_hash: str | None) -> str | None:
+    """The derived secret, if it still opens the door: after a SECRET_KEY change it would
+    not, and showing or mailing a dead link is worse than showing none."""
+    if secret is None or stored_hash is None:
+        return None
+    return secret if hmac.compare_digest(token_hash(secret), stored_hash) else None
+
+
 def patient_secret(patient: Patient) -> str | None:
-    """The patient's current secret, or ``None`` when revoked."""
-    return _secret(PATIENT, patient.feed_token_salt)
+    """The patient's current secret, or ``None`` when revoked (or no longer valid)."""
+    return _valid(_secret(PATIENT, patient.feed_token_salt), patient.feed_token_hash)
 
 
 def rotate_patient_token(patient: Patient) -> str:
@@ -75,7 +83,7 @@ def patient_for_token(secret: str) -> Patient | None:
 
 
 def user_secret(user: User) -> str | None:
-    return _secret(CLINIC_FEED, user.feed_token_salt)
+    return _valid(_secret(CLINIC_FEED, user.feed_token_salt), user.feed_token_hash)
 
 
 def rotate_user_token(user: User) -> str:

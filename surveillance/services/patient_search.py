@@ -64,14 +64,17 @@ def search(
     query = access.scope_patients(select(Patient), user)
     if clinic_id is not None:
         query = query.where(Patient.clinic_id == clinic_id)
-    if term := term.strip():
-        like = f"%{term.lower()}%"
-        full_name = func.lower(Patient.given_name + " " + Patient.family_name)
+    if term := term.strip().lower():
+        # autoescape: a typed % or _ is a character to find, not a wildcard.
         query = query.where(
             or_(
-                full_name.like(like),
-                func.lower(Patient.family_name + ", " + Patient.given_name).like(like),
-                func.lower(Patient.mrn).like(like),
+                func.lower(Patient.given_name + " " + Patient.family_name).contains(
+                    term, autoescape=True
+                ),
+                func.lower(Patient.family_name + ", " + Patient.given_name).contains(
+                    term, autoescape=True
+                ),
+                func.lower(Patient.mrn).contains(term, autoescape=True),
             )
         )
     total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0

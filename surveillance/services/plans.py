@@ -7,6 +7,8 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from surveillance import clock, planning
 from surveillance.errors import Conflict, ValidationFailed
@@ -26,7 +28,8 @@ from surveillance.services import feed_tokens
 from surveillance.services import stages as care_stages
 from surveillance.stages import Stage
 
-MAX_ENROLMENT_AHEAD = timedelta(days=365)
+MAX_ENROLMENT_AHEAD_MONTHS = 12
+REPLANNED_REASON = "No longer needed after the plan changed."
 MIN_DURATION_MINUTES, MAX_DURATION_MINUTES = 5, 8 * 60
 
 
@@ -60,7 +63,7 @@ def check_enrolment(data: Enrolment, today: date) -> planning.IntervalAdvice:
         errors["birth_date"] = "Birth date cannot be in the future."
     if data.enrolled_on < data.birth_date:
         errors["enrolled_on"] = "Enrolment cannot be before the birth date."
-    elif data.enrolled_on > today + MAX_ENROLMENT_AHEAD:
+    elif data.enrolled_on > planning.add_months(today, MAX_ENROLMENT_AHEAD_MONTHS):
         errors["enrolled_on"] = "Enrolment cannot be more than a year ahead."
     if data.interval_months is not None:
         try:
@@ -109,7 +112,8 @@ def enrol(data: Enrolment, clinic: Clinic) -> Patient:
         horizon_until=planning.horizon_end(today, data.enrolled_on, _horizon_months()),
         justification=(data.justification or "").strip() or None,
     )
-    db.session.add_all([patient, plan])
+    _insert_unique_mrn(patient)
+    db.session.add(plan)
     slots = _safe_plan(
         lambda: planning.initial_plan(
             data.enrolled_on, interval, today, clinic.calendar(), _horizon_months()
@@ -121,6 +125,18 @@ def enrol(data: Enrolment, clinic: Clinic) -> Patient:
     feed_tokens.rotate_patient_token(patient)
     care_stages.enrolled(patient)
     return patient
+
+
+def _insert_unique_mrn(patient: Patient) -> None:
+    """Insert the patient; a concurrent enrolment with the same MRN that slipped past the
+    check above is a 409 too, not a database error (a savepoint keeps the transaction)."""
+    try:
+        with db.session.begin_nested():
+            db.session.add(patient)
+    except IntegrityError as exc:
+        raise Conflict(
+            "A patient with this MRN already exists.", {"mrn": "MRN already in use."}
+        ) from exc
 
 
 def _horizon_months() -> int:
@@ -166,15 +182,31 @@ def _visits(plan: SurveillancePlan) -> list[PlanEvent]:
     return [e for e in plan.events if e.kind == EventKind.VISIT]
 
 
+def _engine_status(event: PlanEvent) -> str:
+    if event.status == EventStatus.CANCELLED and event.cancelled_by_replan:
+        return planning.WITHDRAWN
+    return event.status
+
+
+def _desired_visits(plan: SurveillancePlan, today: date) -> list[EventSlot]:
+    until = planning.horizon_end(today, plan.enrolled_on, _horizon_months())
+    try:
+        return planning.visit_slots(
+            plan.anchor_on,
+            plan.anchor_ordinal,
+            plan.interval_months,
+            until,
+            plan.patient.clinic.calendar(),
+        )
+    except planning.PlanningError as exc:
+        raise ValidationFailed({"plan": str(exc)}) from exc
+
+
 def replan(plan: SurveillancePlan, today: date) -> planning.Reconciliation:
     """Bring the plan's future visits in line with its anchor, interval and horizon."""
-    clinic = plan.patient.clinic
-    until = planning.horizon_end(today, plan.enrolled_on, _horizon_months())
-    desired = planning.visit_slots(
-        plan.anchor_on, plan.anchor_ordinal, plan.interval_months, until, clinic.calendar()
-    )
+    desired = _desired_visits(plan, today)
     by_id = {e.id: e for e in _visits(plan)}
-    existing = [ExistingVisit(e.id, e.ordinal, e.status, e.due_on) for e in by_id.values()]
+    existing = [ExistingVisit(e.id, e.ordinal, _engine_status(e), e.due_on) for e in by_id.values()]
     result = planning.reconcile_visits(existing, desired, plan.anchor_ordinal, today)
     for key, slot in result.moves:
         event = by_id[key]  # type: ignore[index]
@@ -183,39 +215,72 @@ def replan(plan: SurveillancePlan, today: date) -> planning.Reconciliation:
             slot.window_start,
             slot.window_end,
         )
+        if event.status == EventStatus.CANCELLED:  # a withdrawn slot comes back
+            event.status, event.cancel_reason, event.cancelled_by_replan = (
+                EventStatus.PLANNED,
+                None,
+                False,
+            )
         touch(event)
     for slot in result.creates:
         db.session.add(_new_event(plan, slot))
     for key in result.cancels:
-        _cancel(by_id[key], "No longer needed after the plan changed.")  # type: ignore[index]
-    plan.horizon_until = max(plan.horizon_until, until)
+        _cancel(by_id[key], REPLANNED_REASON, by_replan=True)  # type: ignore[index]
+    _refresh_biopsy(plan, today)
+    # The plan reaches as far as its last visit, which is at least the horizon.
+    plan.horizon_until = desired[-1].nominal_on
     db.session.flush()
     return result
 
 
+def _refresh_biopsy(plan: SurveillancePlan, today: date) -> None:
+    """Keep a still-planned biopsy on a working day (closures may have been added since)."""
+    try:
+        slot = planning.biopsy_slot(plan.enrolled_on, plan.patient.clinic.calendar())
+    except planning.PlanningError as exc:
+        raise ValidationFailed({"plan": str(exc)}) from exc
+    for event in plan.events:
+        if (
+            event.kind == EventKind.BIOPSY
+            and event.status == EventStatus.PLANNED
+            and event.due_on >= today
+            and event.due_on != slot.due_on
+        ):
+            event.due_on, event.window_start, event.window_end = (
+                slot.due_on,
+                slot.window_start,
+                slot.window_end,
+            )
+            touch(event)
+
+
+def refresh_clinic_plans(clinic: Clinic) -> int:
+    """Re-plan every active plan of a clinic after its calendar changed (a closure added,
+    working days changed), so no future planned date falls on a closed day. Returns how many
+    plans changed."""
+    today = clock.today_in(clinic.timezone)
+    active = db.session.scalars(
+        select(SurveillancePlan)
+        .join(SurveillancePlan.patient)
+        .where(Patient.clinic_id == clinic.id, SurveillancePlan.status == PlanStatus.ACTIVE)
+        .options(selectinload(SurveillancePlan.events))
+    ).all()
+    changed = 0
+    for plan in active:
+        versions = plan.patient.feed_version
+        replan(plan, today)
+        changed += plan.patient.feed_version != versions
+    return changed
+
+
 def extend_horizon(plan: SurveillancePlan, today: date) -> int:
-    """Add the visits needed to keep the plan at least the horizon ahead; return how many."""
+    """Keep the plan at least the horizon ahead; return how many visits were added."""
     if plan.status != PlanStatus.ACTIVE:
         return 0
-    until = planning.horizon_end(today, plan.enrolled_on, _horizon_months())
-    if plan.horizon_until >= until:
+    if plan.horizon_until >= planning.horizon_end(today, plan.enrolled_on, _horizon_months()):
         return 0
-    known = {e.ordinal for e in _visits(plan)}
-    slots = planning.visit_slots(
-        plan.anchor_on,
-        plan.anchor_ordinal,
-        plan.interval_months,
-        until,
-        plan.patient.clinic.calendar(),
-    )
-    new = [slot for slot in slots if slot.ordinal not in known]
-    for slot in new:
-        db.session.add(_new_event(plan, slot))
-    plan.horizon_until = until
-    if new:
-        plan.patient.feed_version += 1
-    db.session.flush()
-    return len(new)
+    result = replan(plan, today)
+    return len(result.creates) + len(result.moves)
 
 
 def change_interval(plan: SurveillancePlan, months: int) -> None:
@@ -228,8 +293,31 @@ def change_interval(plan: SurveillancePlan, months: int) -> None:
         ) from exc
     if months == plan.interval_months:
         return
+    today = clock.today_in(plan.patient.clinic.timezone)
+    seen_on, seen_ordinal = _last_seen_visit(plan)
     plan.interval_months = months
-    replan(plan, clock.today_in(plan.patient.clinic.timezone))
+    plan.anchor_on = planning.anchor_for_new_interval(seen_on, months, today)
+    plan.anchor_ordinal = seen_ordinal
+    replan(plan, today)
+
+
+def _last_seen_visit(plan: SurveillancePlan) -> tuple[date, int]:
+    """The date and number of the latest visit that happened or is booked (the enrolment,
+    number 0, when there is none): a new interval counts from there."""
+    zone = ZoneInfo(plan.patient.clinic.timezone)
+    seen = [
+        (e.ordinal, e.completed_on)
+        for e in _visits(plan)
+        if e.status == EventStatus.COMPLETED and e.completed_on
+    ] + [
+        (e.ordinal, e.starts_at.astimezone(zone).date())
+        for e in _visits(plan)
+        if e.status == EventStatus.BOOKED and e.starts_at
+    ]
+    if not seen:
+        return plan.enrolled_on, 0
+    ordinal, on = max(seen)
+    return on, ordinal
 
 
 def end_surveillance(
@@ -346,6 +434,10 @@ def complete(event: PlanEvent, completed_on: date, outcome: str) -> None:
         errors["completed_on"] = "Completion date cannot be in the future."
     elif completed_on < plan.enrolled_on:
         errors["completed_on"] = "Completion date cannot be before enrolment."
+    elif event.kind == EventKind.VISIT and completed_on < plan.anchor_on:
+        errors["completed_on"] = (
+            f"Completion date cannot be before the last recorded visit ({plan.anchor_on})."
+        )
     if outcome not in set(Outcome):
         errors["outcome"] = "Outcome must be stable, progression or inconclusive."
     if errors:
@@ -395,9 +487,10 @@ def cancel(event: PlanEvent, reason: str | None) -> None:
     db.session.flush()
 
 
-def _cancel(event: PlanEvent, reason: str) -> None:
+def _cancel(event: PlanEvent, reason: str, by_replan: bool = False) -> None:
     event.status = EventStatus.CANCELLED
     event.cancel_reason = reason
+    event.cancelled_by_replan = by_replan
     touch(event)
 
 

@@ -1,0 +1,99 @@
+"""App-wide HTTP concerns: security headers, plain error pages, database outages."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Flask, Response, request
+from sqlalchemy.exc import OperationalError
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from surveillance.extensions import db
+
+log = logging.getLogger(__name__)
+
+# No inline script or style anywhere, nothing from other origins, no framing.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def _secure_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    # Feed and patient-page URLs carry secrets: never send them on in a Referer.
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    return response
+
+
+PLAIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
+<body><main><h1>{title}</h1><p>{text}</p></main></body></html>
+"""
+
+
+def plain_error(status: int, title: str, text: str, **headers: str) -> Response:
+    """An error page that can never contain personal data: it interpolates nothing."""
+    if request.path.startswith("/api/"):
+        body = json.dumps({"error": text, "fields": {}})
+        response = Response(body, status, mimetype="application/json")
+    else:
+        response = Response(PLAIN_PAGE.format(title=title, text=text), status, mimetype="text/html")
+    response.headers.update(headers)
+    return response
+
+
+def _database_unavailable(exc: OperationalError) -> Response:
+    """Operational errors are the database being away, locked or overloaded (bugs surface as
+    ProgrammingError or IntegrityError instead): ask the client to come back shortly."""
+    db.session.rollback()
+    log.error("database unavailable (%s)", type(exc.orig).__name__)
+    return plain_error(
+        503,
+        "Service temporarily unavailable",
+        "Watchful cannot reach its database right now. Please try again in a minute.",
+        **{"Retry-After": "30"},
+    )
+
+
+def _server_error(exc: Exception) -> Any:
+    db.session.rollback()
+    return plain_error(
+        500, "Something went wrong", "The error was logged. Please try again or call support."
+    )
+
+
+def init_app(app: Flask) -> None:
+    hops = int(app.config.get("TRUST_PROXY_HOPS", 0) or 0)
+    if hops:
+        # Behind a reverse proxy: take the client address and https from its headers, so
+        # rate limits are per client and HSTS and Secure cookies apply.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    app.after_request(_secure_headers)
+    app.register_error_handler(OperationalError, _database_unavailable)
+    app.register_error_handler(500, _server_error)
+    # A dropped connection in the pool is replaced instead of failing the next request, so
+    # the app recovers by itself once the database is back.
+    options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        options.setdefault("pool_pre_ping", True)

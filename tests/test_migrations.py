@@ -1,0 +1,68 @@
+"""Migrations build the schema from empty, tear it down, and agree with the models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import downgrade, upgrade
+
+from surveillance import create_app
+from surveillance.extensions import db
+from tests.conftest import _postgres_database
+
+
+@pytest.fixture
+def empty_database_url(tmp_path: Path) -> str:
+    base = os.environ.get("TEST_DATABASE_URL")
+    if base:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        return _postgres_database(base, f"watchful_migrations_{worker}")
+    return f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
+
+
+def _tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def test_upgrade_downgrade_upgrade_and_no_pending_diff(empty_database_url: str) -> None:
+    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_database_url, "TESTING": True})
+    with app.app_context():
+        upgrade()
+        assert _tables(db.engine) == set(db.metadata.tables)
+        downgrade(revision="base")
+        assert _tables(db.engine) == set()
+        upgrade()
+        with db.engine.connect() as conn:
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), db.metadata
+            )
+        assert diff == [], f"models and migrations disagree: {diff}"
+        db.engine.dispose()
+
+
+def test_downgrading_and_upgrading_keeps_related_rows(tmp_path: Path) -> None:
+    """Batch migrations rebuild SQLite tables; foreign keys must not cascade-delete rows."""
+    from surveillance.services import accounts
+
+    url = f"sqlite:///{tmp_path / 'data.sqlite3'}"
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": url, "TESTING": True, "INSTANCE_PATH": str(tmp_path)}
+    )
+    with app.app_context():
+        upgrade()
+        clinic = accounts.create_clinic("keep", "Keep Clinic")
+        user = accounts.create_user("keep@example.org", "coordinator", "long enough pw", [clinic])
+        accounts.issue_api_token(user)
+        db.session.commit()
+        downgrade(revision="0001")
+        upgrade()
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM api_tokens").scalar() == 1
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM user_clinics").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        db.engine.dispose()
