@@ -34,6 +34,7 @@ WHAT_TO_EXPECT = {
 class EventLike(Protocol):
     """The parts of a plan event the page reads."""
 
+    uid: str
     kind: str
     status: str
     due_on: date
@@ -46,6 +47,7 @@ class EventLike(Protocol):
 
 @dataclass(frozen=True)
 class Appointment:
+    uid: str
     kind: str
     title: str
     booked: bool
@@ -57,12 +59,6 @@ class Appointment:
     book_from_text: str | None
     book_until_text: str | None
     what_to_expect: str
-
-
-@dataclass(frozen=True)
-class FeedLinks:
-    https: str
-    webcal: str
 
 
 def long_date(day: date) -> str:
@@ -94,6 +90,7 @@ def appointments(
             time_text = clock_time(start) + (f" to {clock_time(end)}" if end else "")
             upcoming.append(
                 Appointment(
+                    uid=event.uid,
                     kind=event.kind,
                     title=TITLES.get(event.kind, "Appointment"),
                     booked=True,
@@ -110,6 +107,7 @@ def appointments(
         elif event.status == "planned" and event.window_end >= today:
             upcoming.append(
                 Appointment(
+                    uid=event.uid,
                     kind=event.kind,
                     title=TITLES.get(event.kind, "Appointment"),
                     booked=False,
@@ -126,14 +124,6 @@ def appointments(
     if until is not None:
         upcoming = [a for a in upcoming if a.day <= until]
     return sorted(upcoming, key=lambda a: (a.day, a.kind != "visit"))
-
-
-def feed_links(public_base_url: str, secret: str) -> FeedLinks:
-    """The patient's calendar feed, as an https link (Google, Outlook, copying) and a webcal
-    link (opens the calendar app directly on Apple devices and in Outlook)."""
-    https = f"{public_base_url.rstrip('/')}/calendar/{secret}.ics"
-    _, _, rest = https.partition("://")
-    return FeedLinks(https=https, webcal=f"webcal://{rest}")
 
 
 def qr_svg(text: str) -> bytes:

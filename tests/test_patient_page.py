@@ -177,6 +177,13 @@ def test_page_shows_name_stage_visits_clinic_and_subscribe(client, patient) -> N
     assert "readonly" in link_input
     assert page.find("label", **{"for": "calendar-link"})
     assert page.find("img", src=f"/p/{secret}/qr.svg", alt="QR code of your calendar link")
+    # The links work: the feed itself, and the booked biopsy on its own.
+    assert client.get(f"/calendar/{secret}.ics").mimetype == "text/calendar"
+    biopsy = next(e for e in patient.latest_plan.events if e.kind == "biopsy")
+    download = f"https://watchful.test/calendar/{secret}/events/{biopsy.uid}.ics"
+    assert page.find("a", href=download)
+    assert "Add this visit to my calendar (one-time download)" in text
+    assert client.get(download.removeprefix("https://watchful.test")).status_code == 200
     for app_name in ("Apple Calendar", "Google Calendar", "Outlook"):
         assert page.find("h3") and app_name in text
     assert "Subscribe from web" in text and "From URL" in text and "New Calendar" in text
@@ -342,6 +349,7 @@ def test_only_the_coming_year_and_no_closed_windows(client, patient) -> None:  #
 
 @dataclass
 class Event:
+    uid: str
     kind: str
     status: str
     due_on: date
@@ -356,9 +364,10 @@ def test_appointments_as_plain_data() -> None:
     denver = ZoneInfo("America/Denver")
     today = date(2026, 3, 2)
     events = [
-        Event("visit", "completed", date(2026, 1, 5), date(2025, 12, 15), date(2026, 1, 26)),
-        Event("visit", "planned", date(2026, 2, 23), date(2026, 2, 2), date(2026, 3, 16)),
+        Event("u1", "visit", "completed", date(2026, 1, 5), date(2025, 12, 15), date(2026, 1, 26)),
+        Event("u2", "visit", "planned", date(2026, 2, 23), date(2026, 2, 2), date(2026, 3, 16)),
         Event(
+            "u3",
             "biopsy",
             "booked",
             date(2026, 3, 10),
@@ -369,6 +378,7 @@ def test_appointments_as_plain_data() -> None:
             "Room 3",
         ),
         Event(
+            "u4",
             "visit",
             "booked",
             date(2026, 2, 27),
@@ -377,7 +387,7 @@ def test_appointments_as_plain_data() -> None:
             datetime(2026, 2, 27, 0, 5, tzinfo=denver),  # before today: not shown
             None,
         ),
-        Event("visit", "cancelled", date(2026, 4, 1), date(2026, 3, 11), date(2026, 4, 22)),
+        Event("u5", "visit", "cancelled", date(2026, 4, 1), date(2026, 3, 11), date(2026, 4, 22)),
     ]
     first, second = patient_page.appointments(events, "America/Denver", today)
     assert (first.kind, first.booked, first.overdue) == ("visit", False, True)
@@ -398,11 +408,3 @@ def test_appointments_as_plain_data() -> None:
 )
 def test_clock_time(hour: int, minute: int, text: str) -> None:
     assert patient_page.clock_time(datetime(2026, 1, 1, hour, minute)) == text
-
-
-def test_feed_links_follow_the_public_base_url() -> None:
-    links = patient_page.feed_links("http://127.0.0.1:5000/", "abc")
-    assert links == patient_page.FeedLinks(
-        https="http://127.0.0.1:5000/calendar/abc.ics",
-        webcal="webcal://127.0.0.1:5000/calendar/abc.ics",
-    )

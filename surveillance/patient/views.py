@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 
-from flask import Response, abort, current_app, render_template
+from flask import Response, abort, render_template
 
 from surveillance import clock, education, patient_page
-from surveillance.models import Patient
+from surveillance.feeds import urls as feed_urls
+from surveillance.models import EventStatus, Patient
 from surveillance.patient import bp
 from surveillance.planning import add_months
 from surveillance.services import feed_tokens
@@ -53,6 +54,10 @@ def page(token: str) -> str:
     today = clock.today_in(clinic.timezone)
     plan = patient.active_plan  # an ended plan has nothing left to come
     events = plan.events if plan is not None else []
+    appointments = patient_page.appointments(
+        events, clinic.timezone, today, until=add_months(today, SHOW_MONTHS_AHEAD)
+    )
+    booked = {e.uid: e for e in events if e.status == EventStatus.BOOKED}
     return render_template(
         "patient/page.html",
         token=token,
@@ -60,19 +65,25 @@ def page(token: str) -> str:
         clinic=clinic,
         stage_label=label(patient.stage),
         article=education.for_stage(patient.stage),
-        appointments=patient_page.appointments(
-            events, clinic.timezone, today, until=add_months(today, SHOW_MONTHS_AHEAD)
-        ),
+        appointments=appointments,
         months_ahead=SHOW_MONTHS_AHEAD,
-        links=patient_page.feed_links(current_app.config["PUBLIC_BASE_URL"], token),
+        # One booked visit as an .ics file, for calendars the patient does not subscribe in.
+        downloads={
+            a.uid: feed_urls.event_download_url(booked[a.uid])
+            for a in appointments
+            if a.uid in booked
+        },
+        feed_url=feed_urls.patient_feed_url(patient),
+        webcal_url=feed_urls.patient_webcal_url(patient),
     )
 
 
 @bp.get("/<token>/qr.svg")
 def qr(token: str) -> Response:
-    _patient(token)
-    links = patient_page.feed_links(current_app.config["PUBLIC_BASE_URL"], token)
-    response = Response(patient_page.qr_svg(links.https), mimetype="image/svg+xml")
+    patient = _patient(token)
+    feed_url = feed_urls.patient_feed_url(patient)
+    assert feed_url is not None  # the token matched, so the patient has one
+    response = Response(patient_page.qr_svg(feed_url), mimetype="image/svg+xml")
     # The image is a document of its own when opened directly: it may run and load nothing.
     response.headers["Content-Security-Policy"] = "default-src 'none'"
     return response
