@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from surveillance.api import openapi, schemas
 from surveillance.extensions import db
-from surveillance.models import StageChange
+from surveillance.models import AuditEntry, StageChange
 from surveillance.stages import Stage
 from tests import factories
 
@@ -208,3 +208,23 @@ def test_openapi_documents_the_stage_endpoint() -> None:
 
 def test_served_openapi_matches(client) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/api/v1/openapi.json").json == openapi.document()
+
+
+def test_a_stage_change_is_in_the_audit_log_under_its_user(api, coordinator) -> None:  # type: ignore[no-untyped-def]
+    patient = enrol(api)
+    api.post(
+        f"/patients/{patient['id']}/stage", json={"stage": "biopsy_review", "reason": "Review."}
+    )
+    entries = db.session.scalars(
+        select(AuditEntry).where(
+            AuditEntry.entity == "stage_changes", AuditEntry.actor_user_id == coordinator.id
+        )
+    ).all()
+    created = [e for e in entries if e.action == "create"]
+    # Enrolment's first stage (a rule, so ``changed_by`` is empty) and the move by hand: both
+    # under the coordinator who acted.
+    assert [e.changes["after"]["to_stage"] for e in created] == [
+        "watchful_waiting",
+        "biopsy_review",
+    ]
+    assert all(e.patient_id == patient["id"] for e in created)
