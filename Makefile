@@ -19,7 +19,7 @@ install: $(BIN)/python
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	@command -v chromium >/dev/null 2>&1 || sh tests/install-chromium.sh
+	@sh tests/install-chromium.sh
 	@test -d node_modules/axe-core -a -d node_modules/ical.js || npm ci --no-audit --no-fund
 
 migrate:
