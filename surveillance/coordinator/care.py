@@ -12,7 +12,7 @@ from flask import flash, redirect, render_template, request, url_for
 
 from surveillance import clock, stages
 from surveillance.coordinator import bp
-from surveillance.coordinator.filters import event_name, format_day, rule_label
+from surveillance.coordinator.filters import contact_result, event_name, format_day, rule_label
 from surveillance.coordinator.forms import ActionForm, ContactAttemptForm, StageForm
 from surveillance.coordinator.patient_context import contact_form_for, stage_form_for
 from surveillance.coordinator.patients import _patient_page
@@ -82,7 +82,7 @@ def log_contact_attempt(patient_id: int) -> Any:
         return _again(patient, exc, form, contact_form=form)
     db.session.commit()
     message = f"Logged a contact attempt about {event_name(event).lower()}: "
-    message += f"{dict(form.result.choices or []).get(form.result.data, form.result.data)}."  # type: ignore[arg-type]
+    message += f"{contact_result(form.result.data or '')}."
     if event.call_again_on is not None:
         message += f" It stays off the worklists until {format_day(event.call_again_on)}."
     flash(message, "success")
