@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from html import unescape
 from datetime import UTC, datetime, timedelta
+from html import unescape
 
 import pytest
 import time_machine
