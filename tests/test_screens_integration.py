@@ -97,7 +97,7 @@ def test_failed_reminders_have_their_own_rows(signed_in, clinic, patient) -> Non
     assert row is not None
     cells = row.group(1)
     assert f"/coordinator/patients/{patient.id}#event-{overdue_visit(patient).id}" in cells
-    assert ">QW</abbr> Wirefield, Quinn</a>" in cells
+    assert ">Wirefield, Quinn</a>" in cells and "MRN INT-1" in cells
     assert "Time to book" in cells and "Visit 1" in cells
     assert ">Patient<" in cells
     assert "Mon 5 Jan 2026, 09:00" in cells  # 16:00 UTC in Denver
@@ -210,6 +210,7 @@ def test_leaving_surveillance_stages_ends_the_plan_and_says_so(signed_in, patien
             "Cannot move from Watchful waiting to Systemic treatment.",
         ),
         ({"stage": "nonsense", "reason": "Typo."}, "stage", "Unknown stage 'nonsense'."),
+        ({"stage": "", "reason": "Forgot to choose."}, "stage", "Choose the stage to move to."),
     ],
 )
 def test_refused_stage_change_is_422_next_to_the_field_and_keeps_the_text(

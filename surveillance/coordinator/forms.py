@@ -245,7 +245,12 @@ CONTACT_RESULTS = [
 class StageForm(FlaskForm):
     # Choices are the allowed next stages; the service checks the move (and says which are
     # allowed), so a stale page or a crafted value gets its message next to the field.
-    stage = SelectField("Move to", choices=[], validate_choice=False)
+    stage = SelectField(
+        "Move to",
+        choices=[],
+        validate_choice=False,
+        validators=[InputRequired("Choose the stage to move to.")],
+    )
     reason = TextAreaField(
         "Reason",
         validators=[DataRequired("Say why the stage changes."), Length(max=2000)],

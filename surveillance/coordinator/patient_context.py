@@ -20,9 +20,8 @@ from surveillance.services import contacts
 
 def stage_form_for(patient: Patient, form: StageForm | None = None) -> StageForm:
     form = form or StageForm(formdata=None)
-    form.stage.choices = options(
-        (stage.value, stages.label(stage)) for stage in stages.allowed_next(patient.stage)
-    )
+    allowed = [(stage.value, stages.label(stage)) for stage in stages.allowed_next(patient.stage)]
+    form.stage.choices = options([("", "Choose…"), *allowed])
     return form
 
 
