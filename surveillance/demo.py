@@ -26,7 +26,8 @@ from surveillance.models import (
     User,
 )
 from surveillance.planning import add_months
-from surveillance.reminders import outbox
+from surveillance.reminders import outbox, rules
+from surveillance.reminders import settings as reminder_settings
 from surveillance.secrets_store import token_hash
 from surveillance.services import accounts, contacts, plans, stages
 
@@ -112,25 +113,39 @@ def _booked_soon(patient: Patient, today: date) -> None:
     _complete_past(patient, today)
     _book_next(patient, today, 3)
     booked = next(e for e in _events(patient) if e.status == EventStatus.BOOKED)
+    starts = booked.starts_at
+    assert starts is not None
     now = clock.utcnow()
-    assert booked.starts_at is not None
+    policy = reminder_settings.policy_for(patient.clinic_id)
+    # The very row the reminder queue would make (same key), so it is never queued twice;
+    # when the booking is more than a week away (it depends on today's date), a row of its own.
+    due = [
+        r
+        for r in rules.due_reminders(outbox.snapshot(booked), policy, now)
+        if r.rule == rules.Rule.BOOKED and r.audience == rules.Audience.PATIENT
+    ]
+    if due:
+        key = outbox.dedupe_key(due[0].rule, due[0].audience, f"e{booked.id}", "p", due[0].due_at)
+        due_at, expires_at = due[0].due_at, due[0].expires_at
+    else:
+        key, due_at, expires_at = f"demo:failed:{patient.mrn}", now - timedelta(hours=1), starts
     db.session.add(
         OutboxMessage(
-            dedupe_key=f"demo:failed:{patient.mrn}",
-            rule="booked-visit",
-            audience="patient",
+            dedupe_key=key,
+            rule=rules.Rule.BOOKED.value,
+            audience=rules.Audience.PATIENT.value,
             clinic_id=patient.clinic_id,
             event_id=booked.id,
             patient_id=patient.id,
             recipient=patient.email or "",
-            due_at=now - timedelta(hours=3),
-            expires_at=booked.starts_at,
+            due_at=due_at,
+            expires_at=expires_at,
             status=OutboxStatus.FAILED,
             attempts=10,
-            next_attempt_at=now - timedelta(hours=1),
+            next_attempt_at=now,
             message_id=outbox.new_message_id(),
             last_error="The mail server refused the recipient (550).",
-            failed_at=now - timedelta(hours=1),
+            failed_at=now - timedelta(minutes=30),
         )
     )
 

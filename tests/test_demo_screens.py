@@ -46,6 +46,13 @@ def test_demo_shows_biopsy_review_a_failed_reminder_and_a_contact_attempt(runner
     assert "The one-year biopsy window opened." in page
     page = client.get(f"/coordinator/patients/{attempt.event.patient_id}").get_data(as_text=True)
     assert "Rang twice; no voicemail set up." in page
+    # The reminder queue sees the bounced reminder as already queued: no second copy.
+    queued = runner.invoke(args=["jobs", "run", "queue-reminders"])
+    assert queued.exit_code == 0, queued.output
+    same = select(func.count(OutboxMessage.id)).where(
+        OutboxMessage.event_id == failed.event_id, OutboxMessage.rule == "booked-visit"
+    )
+    assert db.session.scalar(same) == 1
     # Retrying the bounced reminder queues it again (the visit has not started yet).
     client.post(f"/coordinator/reminders/{failed.id}/retry")
     db.session.refresh(failed)

@@ -163,6 +163,7 @@ def test_another_clinics_reminder_is_not_found(signed_in) -> None:  # type: igno
 
 def test_patient_page_shows_stage_article_history_and_allowed_moves(signed_in, patient) -> None:  # type: ignore[no-untyped-def]
     html = signed_in.get(f"/coordinator/patients/{patient.id}").get_data(as_text=True)
+    assert html.count(">Log call<") == len(patient.active_plan.events)
     assert '<strong id="current-stage">Watchful waiting</strong>' in html
     assert 'href="/learn/watchful-waiting" id="stage-article"' in html
     assert "Enrolled in watchful waiting." in html and "Watchful (automatic)" in html
@@ -195,6 +196,8 @@ def test_leaving_surveillance_stages_ends_the_plan_and_says_so(signed_in, patien
         follow_redirects=True,
     ).get_data(as_text=True)
     assert any("Surveillance ended" in m for m in flashes(html))
+    # Every event is done or cancelled now: no call to log.
+    assert "Log call" not in html and 'id="contact-form"' not in html
     db.session.refresh(patient)
     assert patient.stage == "treatment_planning"
     assert patient.latest_plan.status == PlanStatus.ENDED

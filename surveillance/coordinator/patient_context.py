@@ -65,6 +65,7 @@ def contact_context(
         "contact_attempts": contacts.attempts_for_events([e.id for e in events]),
         "contact_form": contact_form_for(events, form),
         "can_log_contact": bool(loggable_events(events)),
+        "loggable_event_ids": {e.id for e in loggable_events(events)},
         "open_contact_form": form is not None,
     }
 
