@@ -14,10 +14,22 @@ from sqlalchemy import select
 
 from surveillance import clock
 from surveillance.extensions import db
-from surveillance.models import ApiToken, Clinic, EventStatus, Patient, PlanEvent, Role, User
+from surveillance.models import (
+    ApiToken,
+    Clinic,
+    EventStatus,
+    OutboxMessage,
+    OutboxStatus,
+    Patient,
+    PlanEvent,
+    Role,
+    User,
+)
 from surveillance.planning import add_months
+from surveillance.reminders import outbox, rules
+from surveillance.reminders import settings as reminder_settings
 from surveillance.secrets_store import token_hash
-from surveillance.services import accounts, plans
+from surveillance.services import accounts, contacts, plans, stages
 
 CLINIC_SLUG = "demo"
 COORDINATOR_EMAIL = "coordinator@demo.watchful.example"
@@ -41,6 +53,8 @@ class DemoPatient:
     interval_months: int | None
     justification: str | None = None
     story: Callable[[Patient, date], None] | None = None
+    # Enrolled this many days before ``months_ago`` months back.
+    days_earlier: int = 3
 
 
 def _next_working_day(clinic: Clinic, day: date) -> date:
@@ -86,13 +100,60 @@ def _progressed(patient: Patient, today: date) -> None:
 
 
 def _missed(patient: Patient, today: date) -> None:
+    """Missed the first visit; the coordinator rang and got no answer (a contact attempt)."""
     first = _events(patient)[0]
     plans.mark_missed(first)
+    coordinator = db.session.scalar(select(User).where(User.email == COORDINATOR_EMAIL))
+    contacts.log_attempt(first, coordinator, "no_answer", "Rang twice; no voicemail set up.")
 
 
 def _booked_soon(patient: Patient, today: date) -> None:
+    """Booked in a few days; the 7-day reminder bounced, so it is on the failed-reminders
+    worklist (retrying it writes the message to the demo's mail folder)."""
     _complete_past(patient, today)
     _book_next(patient, today, 3)
+    booked = next(e for e in _events(patient) if e.status == EventStatus.BOOKED)
+    starts = booked.starts_at
+    assert starts is not None
+    now = clock.utcnow()
+    policy = reminder_settings.policy_for(patient.clinic_id)
+    # The very row the reminder queue would make (same key), so it is never queued twice;
+    # when the booking is more than a week away (it depends on today's date), a row of its own.
+    due = [
+        r
+        for r in rules.due_reminders(outbox.snapshot(booked), policy, now)
+        if r.rule == rules.Rule.BOOKED and r.audience == rules.Audience.PATIENT
+    ]
+    if due:
+        key = outbox.dedupe_key(due[0].rule, due[0].audience, f"e{booked.id}", "p", due[0].due_at)
+        due_at, expires_at = due[0].due_at, due[0].expires_at
+    else:
+        key, due_at, expires_at = f"demo:failed:{patient.mrn}", now - timedelta(hours=1), starts
+    db.session.add(
+        OutboxMessage(
+            dedupe_key=key,
+            rule=rules.Rule.BOOKED.value,
+            audience=rules.Audience.PATIENT.value,
+            clinic_id=patient.clinic_id,
+            event_id=booked.id,
+            patient_id=patient.id,
+            recipient=patient.email or "",
+            due_at=due_at,
+            expires_at=expires_at,
+            status=OutboxStatus.FAILED,
+            attempts=10,
+            next_attempt_at=now,
+            message_id=outbox.new_message_id(),
+            last_error="The mail server refused the recipient (550).",
+            failed_at=now - timedelta(minutes=30),
+        )
+    )
+
+
+def _biopsy_window_open(patient: Patient, today: date) -> None:
+    """Visits done; the one-year biopsy's window has opened (the stage sweep moves them to
+    biopsy review)."""
+    _complete_past(patient, today)
 
 
 PATIENTS = (
@@ -187,6 +248,20 @@ PATIENTS = (
         3,
         story=_missed,
     ),
+    DemoPatient(
+        "DEMO-0008",
+        "Jordan",
+        "Prototype",
+        date(1969, 10, 12),
+        11,
+        "small_bowel",
+        "well",
+        "G1",
+        1.5,
+        6,
+        story=_biopsy_window_open,
+        days_earlier=17,
+    ),
 )
 
 
@@ -224,7 +299,7 @@ def _ensure_patient(spec: DemoPatient, clinic: Clinic, today: date) -> bool:
         given_name=spec.given_name,
         family_name=spec.family_name,
         birth_date=spec.birth_date,
-        enrolled_on=add_months(today, -spec.months_ago) - timedelta(days=3),
+        enrolled_on=add_months(today, -spec.months_ago) - timedelta(days=spec.days_earlier),
         primary_site=spec.primary_site,
         differentiation=spec.differentiation,
         grade=spec.grade,
@@ -259,11 +334,13 @@ def load(force: bool = False) -> str:
     _ensure_token(coordinator)
     today = clock.today_in(clinic.timezone)
     created = sum(_ensure_patient(spec, clinic, today) for spec in PATIENTS)
+    # What the daily stage sweep would do (safe to repeat: each plan moves once).
+    in_review = len(stages.advance_biopsy_reviews())
     db.session.flush()
     return "\n".join(
         [
             f"Demo data ready: clinic '{clinic.slug}', {created} new patient(s) "
-            f"({len(PATIENTS)} in the demo).",
+            f"({len(PATIENTS)} in the demo); {in_review} moved to biopsy review.",
             f"Coordinator login: {COORDINATOR_EMAIL} / {DEMO_PASSWORD}",
             f"Admin login:       {ADMIN_EMAIL} / {DEMO_PASSWORD}",
             f"Demo API token:    {DEMO_API_TOKEN}",

@@ -32,7 +32,7 @@ from flask.cli import AppGroup
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import joinedload, selectinload
 
-from surveillance import clock, planning
+from surveillance import audit, clock, planning
 from surveillance.errors import Conflict
 from surveillance.extensions import db
 from surveillance.models import (
@@ -45,6 +45,7 @@ from surveillance.models import (
 )
 from surveillance.reminders import delivery, outbox
 from surveillance.services import plans
+from surveillance.services import stages as care_stages
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,21 @@ def _events_batch(condition: Any, after_id: int) -> list[PlanEvent]:
     )
 
 
+# --- Care stages ------------------------------------------------------------------------------
+
+
+def stage_sweep() -> str:
+    """Move watched patients whose one-year biopsy window opened to biopsy review (daily).
+
+    The audit log names the scheduler as the actor (also when run from the CLI): the move is
+    the system's rule, not the person who happened to start the job.
+    """
+    with audit.acting_as("scheduler"):
+        moved = care_stages.advance_biopsy_reviews()
+        db.session.commit()
+    return f"moved {len(moved)} patients to biopsy review"
+
+
 # --- Reminders --------------------------------------------------------------------------------
 
 
@@ -262,6 +278,13 @@ JOBS: dict[str, Job] = {
             "Mark events missed once their window has closed.",
             mark_missed,
             _daily(15),
+            exclusive=True,
+        ),
+        Job(
+            "stage-sweep",
+            "Move patients whose biopsy window opened to biopsy review.",
+            stage_sweep,
+            _daily(30),
             exclusive=True,
         ),
         Job(

@@ -24,6 +24,7 @@ def _not_found(exc: NotFound) -> Any:
 
 
 from surveillance.coordinator import (  # noqa: E402, F401
+    care,
     events,
     filters,
     imports,

@@ -32,3 +32,40 @@ def local_time(event: PlanEvent) -> str:
 @bp.app_template_filter("event_name")
 def event_name(event: PlanEvent) -> str:
     return "Biopsy" if event.kind == "biopsy" else f"Visit {event.ordinal}"
+
+
+@bp.app_template_filter("moment")
+def format_moment(value: datetime | None, timezone: str) -> str:
+    """``Mon 12 Jan 2026, 14:05`` in the given zone (a clinic's)."""
+    if value is None:
+        return ""
+    local = value.astimezone(ZoneInfo(timezone))
+    return f"{format_day(local.date())}, {local:%H:%M}"
+
+
+RULE_LABELS = {
+    "book-window": "Time to book",
+    "booked-visit": "Before a booked visit",
+    "biopsy-heads-up": "Biopsy heads-up",
+    "biopsy-unbooked": "Biopsy still unbooked",
+    "digest": "Daily digest",
+}
+
+
+@bp.app_template_filter("rule_label")
+def rule_label(rule: str) -> str:
+    return RULE_LABELS.get(rule, rule)
+
+
+@bp.app_template_filter("contact_result")
+def contact_result(result: str) -> str:
+    from surveillance.coordinator.forms import CONTACT_RESULTS
+
+    return dict(CONTACT_RESULTS).get(result, result)
+
+
+@bp.app_template_filter("stage_label")
+def stage_label(stage: str | None) -> str:
+    from surveillance import stages
+
+    return stages.label(stage) if stage else "—"

@@ -230,3 +230,80 @@ class NewUserForm(UserForm):
         description="At least 10 characters; give it to the user in person.",
         render_kw={"autocomplete": "new-password"},
     )
+
+
+# --- Care stage, contact attempts, reminders (wired in from the stages and reminders issues) ---
+
+CONTACT_RESULTS = [
+    ("called", "Called: spoke with them"),
+    ("left_message", "Left a message"),
+    ("no_answer", "No answer"),
+    ("booked", "Booked"),
+]
+
+
+class StageForm(FlaskForm):
+    # Choices are the allowed next stages; the service checks the move (and says which are
+    # allowed), so a stale page or a crafted value gets its message next to the field.
+    stage = SelectField(
+        "Move to",
+        choices=[],
+        validate_choice=False,
+        validators=[InputRequired("Choose the stage to move to.")],
+    )
+    reason = TextAreaField(
+        "Reason",
+        validators=[DataRequired("Say why the stage changes."), Length(max=2000)],
+        render_kw={"rows": 2, "required": True},
+    )
+    submit = SubmitField("Change stage")
+
+
+class ContactAttemptForm(FlaskForm):
+    event = SelectField("About", choices=[], validate_choice=False)
+    result = RadioField(
+        "Result",
+        choices=options(CONTACT_RESULTS),
+        validators=[InputRequired("Choose how the call went.")],
+    )
+    note = TextAreaField(
+        "Note (optional)", validators=[Optional(), Length(max=2000)], render_kw={"rows": 2}
+    )
+    call_again_on = DateField(
+        "Call again on (optional)",
+        validators=[Optional()],
+        description="Keeps this event off the worklists until that day.",
+    )
+    submit = SubmitField("Log contact attempt")
+
+
+class ReminderSettingsForm(FlaskForm):
+    # Ranges and the list format are checked by ``reminders.settings.update``.
+    enabled = BooleanField("Send reminders to patients and coordinators")
+    book_window_lead_days = IntegerField(
+        "“Time to book”: days before the booking window opens",
+        validators=[InputRequired("Enter a number of days (0: the day it opens).")],
+        description="0 to 60; 0 sends it on the day the window opens.",
+    )
+    booked_reminder_days = StringField(
+        "Before a booked visit: days ahead",
+        validators=[Optional(strip_whitespace=True)],
+        description="Comma-separated, e.g. 7,1 (1 to 60 days, at most 5); empty: none.",
+    )
+    biopsy_heads_up_days = IntegerField(
+        "Biopsy heads-up: days before it is due",
+        validators=[InputRequired("Enter a number of days.")],
+        description="1 to 120.",
+    )
+    send_hour = IntegerField(
+        "Hour reminders go out (clinic time)",
+        validators=[InputRequired("Enter an hour from 0 to 23.")],
+        description="0 to 23.",
+    )
+    digest_enabled = BooleanField("Send coordinators a daily digest")
+    digest_hour = IntegerField(
+        "Hour of the daily digest (clinic time)",
+        validators=[InputRequired("Enter an hour from 0 to 23.")],
+        description="0 to 23.",
+    )
+    submit = SubmitField("Save reminder settings")

@@ -9,11 +9,14 @@ from flask import flash, jsonify, redirect, render_template, request, url_for
 
 from surveillance import planning, timeline
 from surveillance.coordinator import bp
+from surveillance.coordinator import patient_context as care
 from surveillance.coordinator.forms import (
     ActionForm,
+    ContactAttemptForm,
     EndSurveillanceForm,
     EnrolmentForm,
     IntervalForm,
+    StageForm,
     options,
 )
 from surveillance.coordinator.support import (
@@ -176,9 +179,12 @@ def _patient_page(
     patient: Patient,
     interval_form: IntervalForm | None = None,
     end_form: EndSurveillanceForm | None = None,
+    stage_form: StageForm | None = None,
+    contact_form: ContactAttemptForm | None = None,
     status: int = 200,
 ) -> Any:
     plan = patient.latest_plan
+    events = list(plan.events) if plan else []
     if interval_form is None:
         interval_form = IntervalForm()
         if plan is not None:
@@ -199,6 +205,9 @@ def _patient_page(
             token_form=ActionForm(),
             has_calendar_link=patient.feed_token_hash is not None,
             open_end_form=end_form is not None,
+            **care.stage_context(patient, stage_form),
+            **care.contact_context(patient, events, contact_form),
+            **care.calendar_context(patient),
         ),
         status,
     )
@@ -249,7 +258,7 @@ def end_surveillance(patient_id: int) -> Any:
         if plan is None:
             raise ValidationFailed({"reason": "Surveillance has already ended."})
         open_events = sum(e.status in ("planned", "booked") for e in plan.events)
-        plans.end_surveillance(plan, form.reason.data or "")
+        plans.end_surveillance(plan, form.reason.data or "", user=me())
     except DomainError as exc:
         return _with_errors(patient, exc, end_form=form)
     db.session.commit()

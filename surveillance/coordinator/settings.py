@@ -15,6 +15,7 @@ from surveillance.coordinator.forms import (
     ClinicForm,
     ClosureForm,
     NewUserForm,
+    ReminderSettingsForm,
     UserForm,
     options,
 )
@@ -22,6 +23,8 @@ from surveillance.coordinator.support import me, show_errors
 from surveillance.errors import DomainError, NotFound
 from surveillance.extensions import db
 from surveillance.models import Clinic, User
+from surveillance.reminders import settings as reminder_settings
+from surveillance.reminders.rules import format_days
 from surveillance.services import accounts, clinic_admin
 
 
@@ -106,11 +109,14 @@ def _clinic_page(
     clinic: Clinic,
     form: ClinicForm | None = None,
     closure_form: ClosureForm | None = None,
+    reminder_form: ReminderSettingsForm | None = None,
     status: int = 200,
 ) -> Any:
     if form is None:
         form = ClinicForm(obj=clinic)
         form.working_weekdays.data = list(clinic.working_weekdays)
+    if reminder_form is None:
+        reminder_form = _reminder_form(clinic)
     return (
         render_template(
             "coordinator/clinic.html",
@@ -118,8 +124,55 @@ def _clinic_page(
             form=form,
             closure_form=closure_form or ClosureForm(formdata=None),
             remove_form=ActionForm(formdata=None),
+            reminder_form=reminder_form,
         ),
         status,
+    )
+
+
+# --- Reminder settings ------------------------------------------------------------------------
+
+
+def _reminder_form(clinic: Clinic) -> ReminderSettingsForm:
+    """The form filled with the clinic's current settings (defaults when never changed)."""
+    policy = reminder_settings.policy_for(clinic.id)
+    form = ReminderSettingsForm(formdata=None)
+    for name in reminder_settings.FIELDS:
+        value = getattr(policy, name)
+        form[name].data = format_days(value) if name == "booked_reminder_days" else value
+    return form
+
+
+@bp.post("/settings/clinics/<int:clinic_id>/reminders")
+@admin_required
+def reminder_settings_update(clinic_id: int) -> Any:
+    clinic = _clinic(clinic_id)
+    form = ReminderSettingsForm()
+    if not form.validate():
+        return _clinic_page(clinic, reminder_form=form, status=422)
+    try:
+        policy = reminder_settings.update(
+            clinic, **{name: form[name].data for name in reminder_settings.FIELDS}
+        )
+    except DomainError as exc:
+        db.session.rollback()
+        show_errors(form, exc)
+        return _clinic_page(_clinic(clinic_id), reminder_form=form, status=exc.status_code)
+    db.session.commit()
+    if not policy.enabled:
+        summary = "reminders are off"
+    else:
+        days = format_days(policy.booked_reminder_days) or "none"
+        summary = (
+            f"booked-visit reminders {days} days ahead, biopsy heads-up "
+            f"{policy.biopsy_heads_up_days} days ahead, sent at {policy.send_hour}:00"
+        )
+        summary += (
+            f", digest at {policy.digest_hour}:00" if policy.digest_enabled else ", no digest"
+        )
+    flash(f"Saved the reminder settings of {clinic.name}: {summary}.", "success")
+    return redirect(
+        url_for("coordinator.clinic_settings", clinic_id=clinic.id, _anchor="reminders")
     )
 
 

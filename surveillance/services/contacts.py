@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from surveillance import clock
 from surveillance.errors import Conflict, ValidationFailed
@@ -38,7 +39,7 @@ def log_attempt(
             errors["call_again_on"] = "Pick a day within a year."
     if errors:
         raise ValidationFailed(errors)
-    if event.status in (EventStatus.COMPLETED, EventStatus.CANCELLED):
+    if not can_log_attempt(event):
         raise Conflict(f"A {event.status} {event.kind} needs no more calls.")
     attempt = ContactAttempt(
         event=event,
@@ -64,3 +65,22 @@ def attempts_for(event: PlanEvent) -> list[ContactAttempt]:
             .order_by(ContactAttempt.attempted_at.desc(), ContactAttempt.id.desc())
         )
     )
+
+
+def attempts_for_events(event_ids: list[int]) -> list[ContactAttempt]:
+    """Every attempt about these events (e.g. one patient's plan), newest first, one query."""
+    if not event_ids:
+        return []
+    return list(
+        db.session.scalars(
+            select(ContactAttempt)
+            .where(ContactAttempt.event_id.in_(event_ids))
+            .options(joinedload(ContactAttempt.user), joinedload(ContactAttempt.event))
+            .order_by(ContactAttempt.attempted_at.desc(), ContactAttempt.id.desc())
+        )
+    )
+
+
+def can_log_attempt(event: PlanEvent) -> bool:
+    """Whether ``log_attempt`` would accept an attempt about ``event`` (it is still open)."""
+    return event.status not in (EventStatus.COMPLETED, EventStatus.CANCELLED)

@@ -118,11 +118,13 @@ def test_jobs_run_all_from_the_cli(clinic, coordinator, runner) -> None:  # type
     assert [line.split(":")[0] for line in lines] == [
         "extend-horizons",
         "mark-missed",
+        "stage-sweep",
         "queue-reminders",
         "deliver",
     ]
-    assert lines[2] == "queue-reminders: scanned 1 events, queued 1 reminders and 1 digests"
-    assert lines[3].startswith("deliver: sent 2,")
+    assert lines[2] == "stage-sweep: moved 0 patients to biopsy review"
+    assert lines[3] == "queue-reminders: scanned 1 events, queued 1 reminders and 1 digests"
+    assert lines[4].startswith("deliver: sent 2,")
     result = runner.invoke(args=["jobs", "run", "nonsense"])
     assert result.exit_code == 2 and "Invalid value" in result.output
 
@@ -133,7 +135,13 @@ def test_scheduler_jobs_have_fixed_ids_and_safe_defaults(app: Flask) -> None:
     scheduler.start(paused=True)
     try:
         scheduled = {job.id: job for job in scheduler.get_jobs()}
-        assert set(scheduled) == {"extend-horizons", "mark-missed", "queue-reminders", "deliver"}
+        assert set(scheduled) == {
+            "extend-horizons",
+            "mark-missed",
+            "stage-sweep",
+            "queue-reminders",
+            "deliver",
+        }
         for job in scheduled.values():
             assert job.coalesce is True
             assert job.max_instances == 1
@@ -149,7 +157,9 @@ def test_scheduler_jobs_have_fixed_ids_and_safe_defaults(app: Flask) -> None:
             scheduler.add_job(
                 lambda: None, trigger=job.trigger(app), id=job.name, replace_existing=True
             )
-        assert len(scheduler.get_jobs()) == 4
+        sweep = scheduled["stage-sweep"].trigger
+        assert isinstance(sweep, CronTrigger) and "hour='9'" in str(sweep)
+        assert len(scheduler.get_jobs()) == 5
     finally:
         scheduler.shutdown(wait=False)
 
@@ -175,3 +185,34 @@ def test_clinic_reminder_settings_from_the_cli(clinic, runner) -> None:  # type:
     assert "send_hour: 9" in runner.invoke(args=["reminders", "settings", clinic.slug]).output
     missing = runner.invoke(args=["reminders", "settings", "nowhere"])
     assert missing.exit_code == 1 and "No clinic" in missing.output
+
+
+def test_stage_sweep_job_moves_patients_into_biopsy_review_as_the_scheduler(clinic, runner) -> None:  # type: ignore[no-untyped-def]
+    from surveillance.audit import AuditEntry
+    from surveillance.models import Patient, StageChange
+
+    with time_machine.travel("2025-01-06 17:00:00+00:00", tick=False):
+        due = patient(clinic, enrolled_on="2025-01-06", mrn="SWEEP-1")
+        later = patient(clinic, enrolled_on="2025-06-02", mrn="SWEEP-2")
+    assert jobs.JOBS["stage-sweep"].exclusive
+    # The biopsy (due 6 Jan 2026) opens its window four weeks before.
+    with time_machine.travel("2025-12-01 17:00:00+00:00", tick=False):
+        assert jobs.run_job("stage-sweep") == "moved 0 patients to biopsy review"
+    with time_machine.travel("2025-12-10 17:00:00+00:00", tick=False):
+        result = runner.invoke(args=["jobs", "run", "stage-sweep"])
+        assert result.exit_code == 0, result.output
+        assert result.output == "stage-sweep: moved 1 patients to biopsy review\n"
+        # Again the same day: nothing more to do.
+        assert jobs.run_job("stage-sweep") == "moved 0 patients to biopsy review"
+    db.session.expire_all()
+    assert db.session.get(Patient, due.id).stage == "biopsy_review"
+    assert db.session.get(Patient, later.id).stage == "watchful_waiting"
+    change = db.session.scalars(
+        select(StageChange).where(StageChange.patient_id == due.id).order_by(StageChange.id)
+    ).all()[-1]
+    assert change.reason == "The one-year biopsy window opened." and change.changed_by is None
+    entries = db.session.scalars(select(AuditEntry).where(AuditEntry.patient_id == due.id)).all()
+    moved = [e for e in entries if e.entity == "patients" and "stage" in e.changes]
+    recorded = [e for e in entries if e.entity == "stage_changes" and e.entity_id == change.id]
+    assert moved and recorded
+    assert {e.actor for e in moved + recorded} == {"scheduler"}  # not the CLI's user

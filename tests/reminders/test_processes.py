@@ -121,6 +121,7 @@ def test_the_scheduler_process_runs_the_jobs_and_stops_on_sigterm(
     mail = mails[0]
     assert f"To: {p.email}" in mail.read_text()
     assert (
-        "Scheduler running jobs: extend-horizons, mark-missed, queue-reminders, deliver" in output
+        "Scheduler running jobs: extend-horizons, mark-missed, stage-sweep, queue-reminders, "
+        "deliver" in output
     )
     assert "Scheduler stopped." in output
