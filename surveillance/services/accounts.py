@@ -93,7 +93,11 @@ def end_all_sessions(user: User) -> None:
 
 
 def verify_password(user: User, password: str) -> bool:
-    return check_password_hash(user.password_hash, password)
+    return check_password(user.password_hash, password)
+
+
+def check_password(password_hash: str, password: str) -> bool:
+    return check_password_hash(password_hash, password)
 
 
 def issue_api_token(user: User, name: str = "") -> str:
