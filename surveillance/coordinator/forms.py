@@ -230,3 +230,17 @@ class NewUserForm(UserForm):
         description="At least 10 characters; give it to the user in person.",
         render_kw={"autocomplete": "new-password"},
     )
+
+
+class ApiTokenForm(FlaskForm):
+    """A new API token for the signed-in user (issue 7)."""
+
+    name = StringField(
+        "Name",
+        validators=[
+            DataRequired("Name the token, e.g. the script that will use it."),
+            Length(max=100),
+        ],
+        description="What will use it, so you know which one to revoke later.",
+    )
+    submit = SubmitField("Create token")
