@@ -18,6 +18,7 @@ from surveillance.audit import AUDITED_TABLES, AuditEntry
 from surveillance.coordinator import bp
 from surveillance.coordinator.forms import options
 from surveillance.coordinator.settings import admin_required
+from surveillance.coordinator.support import page_number
 from surveillance.extensions import db
 from surveillance.web import MAX_ID
 
@@ -109,7 +110,7 @@ def _utc_midnight(day: date) -> datetime:
 @admin_required
 def audit_log() -> Any:
     form = AuditFilterForm(request.args)
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_number()
     entries: list[AuditEntry] = []
     total = 0
     status = 200
