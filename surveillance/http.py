@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from typing import Any
 
 from flask import Flask, Response, request
@@ -83,6 +84,23 @@ def _server_error(exc: Exception) -> Any:
     )
 
 
+def _log_exception_without_data(exc_info: Any) -> None:
+    """Flask's own version logs the request path (which may hold a feed or page secret) and
+    the exception's message (a database error quotes the row: names, MRN, birth date). Log
+    the route pattern, the exception types and the stack's code locations only."""
+    _, exc, tb = exc_info
+    rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+    chain = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 10:
+        chain.append(type(current).__module__ + "." + type(current).__qualname__)
+        current = current.__cause__ or current.__context__
+    frames = "".join(
+        f"\n  {frame.filename}:{frame.lineno} in {frame.name}" for frame in traceback.extract_tb(tb)
+    )
+    log.error("Exception on %s [%s]: %s%s", rule, request.method, " <- ".join(chain), frames)
+
+
 def init_app(app: Flask) -> None:
     hops = int(app.config.get("TRUST_PROXY_HOPS", 0) or 0)
     if hops:
@@ -90,10 +108,13 @@ def init_app(app: Flask) -> None:
         # rate limits are per client and HSTS and Secure cookies apply.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.after_request(_secure_headers)
+    app.log_exception = _log_exception_without_data  # type: ignore[method-assign]
     app.register_error_handler(OperationalError, _database_unavailable)
     app.register_error_handler(500, _server_error)
     # A dropped connection in the pool is replaced instead of failing the next request, so
     # the app recovers by itself once the database is back.
     options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    # SQL errors and SQL logging never show the statement's values (names, MRNs, dates).
+    options.setdefault("hide_parameters", True)
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         options.setdefault("pool_pre_ping", True)

@@ -19,6 +19,11 @@ DEFAULTS = {
     "RATELIMIT_HEADERS_ENABLED": True,
     # Failed attempts allowed per key before it is locked for the rest of the window.
     "LOGIN_FAILURE_LIMIT": "5 per 15 minutes",
+    # Failed sign-ins from one address, whatever emails were typed. Higher than the per-email
+    # limit because a clinic's staff may all share one address behind its router.
+    "LOGIN_ADDRESS_FAILURE_LIMIT": "30 per 15 minutes",
+    # Sign-in form posts per address, successful or not (Flask-Limiter's request rate).
+    "SIGN_IN_RATE_LIMIT": "30 per minute",
     "TOKEN_FAILURE_LIMIT": "20 per 10 minutes",
 }
 
@@ -60,20 +65,33 @@ def clear_failures(config_key: str, *identifiers: str) -> None:
 # --- Sign-in ---------------------------------------------------------------------------------
 
 
-def login_keys(email: str) -> tuple[str, str]:
-    return (f"email:{email.strip().lower()}", f"ip:{client_address()}")
+def _email_key(email: str) -> str:
+    return f"email:{email.strip().lower()}"
+
+
+def _address_key() -> str:
+    return f"ip:{client_address()}"
 
 
 def login_locked(email: str) -> bool:
-    return is_locked("LOGIN_FAILURE_LIMIT", *login_keys(email))
+    """True when the typed email or this address has used up its failed sign-ins. Counted by
+    the email typed, so an unknown email locks exactly like a real one."""
+    return is_locked("LOGIN_FAILURE_LIMIT", _email_key(email)) or is_locked(
+        "LOGIN_ADDRESS_FAILURE_LIMIT", _address_key()
+    )
 
 
 def login_failed(email: str) -> None:
-    record_failure("LOGIN_FAILURE_LIMIT", *login_keys(email))
+    record_failure("LOGIN_FAILURE_LIMIT", _email_key(email))
+    record_failure("LOGIN_ADDRESS_FAILURE_LIMIT", _address_key())
+
+
+def sign_in_rate() -> str:
+    return str(current_app.config["SIGN_IN_RATE_LIMIT"])
 
 
 def login_succeeded(email: str) -> None:
-    clear_failures("LOGIN_FAILURE_LIMIT", f"email:{email.strip().lower()}")
+    clear_failures("LOGIN_FAILURE_LIMIT", _email_key(email))
 
 
 # --- API tokens ------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ _MODELS: tuple[type[BaseModel], ...] = (
     schemas.ReminderOut,
     schemas.WorklistPageOut,
     schemas.WorklistIndexOut,
+    # API tokens (issue 7).
+    schemas.ApiTokenListOut,
 )
 
 
@@ -193,6 +195,34 @@ def _worklist_paths() -> dict[str, Any]:
     }
 
 
+def _token_paths() -> dict[str, Any]:
+    """Listing and revoking API tokens (issue 7)."""
+    return {
+        "/tokens": {
+            "get": _operation(
+                "Your API tokens, newest first, without their secrets (admins: any user's)",
+                schemas.ApiTokenListOut,
+                errors=(401, 403, 404, 422),
+                parameters=[
+                    _query("user_id", {"type": "integer"}, "Admins: this user's tokens."),
+                ],
+            )
+        },
+        "/tokens/{token_id}": {
+            "delete": {
+                "summary": "Revoke one of your tokens (admins: anyone's); it stops working at "
+                "once, and revoking again changes nothing",
+                "security": [{"bearer": []}],
+                "parameters": [_path_id("token_id")],
+                "responses": {
+                    "204": {"description": "Revoked."},
+                    **_errors(401, 404, 429, 503),
+                },
+            }
+        },
+    }
+
+
 @cache
 def document() -> dict[str, Any]:
     _, definitions = models_json_schema(
@@ -318,6 +348,7 @@ def document() -> dict[str, Any]:
                 )
             },
             **_worklist_paths(),
+            **_token_paths(),
         },
     }
 

@@ -319,3 +319,21 @@ class WorklistSummaryOut(BaseModel):
 
 class WorklistIndexOut(BaseModel):
     items: list[WorklistSummaryOut]
+
+
+# --- API tokens (issue 7) ---------------------------------------------------------------------
+
+
+class ApiTokenOut(BaseModel):
+    """A token without its secret (only its hash is stored; the secret was shown once)."""
+
+    id: int
+    user_id: int
+    name: str
+    created_at: datetime = Field(description="UTC.")
+    last_used_at: datetime | None = Field(description="UTC, to within five minutes.")
+    revoked_at: datetime | None = Field(description="UTC; a revoked token no longer works.")
+
+
+class ApiTokenListOut(BaseModel):
+    items: list[ApiTokenOut]

@@ -204,7 +204,8 @@ def safe_cell(value: Any) -> str:
     if value is None:
         return ""
     text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    # Leading spaces too: some spreadsheets skip them before deciding it is a formula.
+    return "'" + text if text.lstrip(" ").startswith(FORMULA_STARTS) else text
 
 
 def csv_row(item: dict[str, Any]) -> list[str]:

@@ -23,6 +23,8 @@ def _not_found(exc: NotFound) -> Any:
     return render_template("coordinator/not_found.html", message=exc.message), 404
 
 
+import surveillance.coordinator.audit_log  # noqa: E402  (issue 7)
+import surveillance.coordinator.tokens  # noqa: E402, F401  (issue 7)
 from surveillance.coordinator import (  # noqa: E402, F401
     care,
     events,

@@ -307,3 +307,17 @@ class ReminderSettingsForm(FlaskForm):
         description="0 to 23.",
     )
     submit = SubmitField("Save reminder settings")
+
+
+class ApiTokenForm(FlaskForm):
+    """A new API token for the signed-in user (issue 7)."""
+
+    name = StringField(
+        "Name",
+        validators=[
+            DataRequired("Name the token, e.g. the script that will use it."),
+            Length(max=100),
+        ],
+        description="What will use it, so you know which one to revoke later.",
+    )
+    submit = SubmitField("Create token")

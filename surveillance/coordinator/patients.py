@@ -22,6 +22,7 @@ from surveillance.coordinator.forms import (
 from surveillance.coordinator.support import (
     chosen_clinic,
     me,
+    page_number,
     show_errors,
     today_for,
     visible_clinics,
@@ -48,7 +49,7 @@ def patients() -> Any:
         else patient_search.SortOrder.NEXT_DUE
     )
     term = request.args.get("q", "")[:100]
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_number()
     found = patient_search.search(user, term, clinic.id if clinic else None, sort, page, PER_PAGE)
     return render_template(
         "coordinator/patients.html",

@@ -57,3 +57,15 @@ def show_errors(form: FlaskForm, exc: DomainError) -> None:
 
 
 __all__ = ["access", "chosen_clinic", "me", "show_errors", "today_for", "visible_clinics"]
+
+
+MAX_PAGE = 100_000
+
+
+def page_number() -> int:
+    """The ``page`` query argument as a page number from 1 to MAX_PAGE. Anything else reads as
+    page 1 or the last allowed page: an absurd number must not overflow the database's OFFSET."""
+    from flask import request
+
+    page = request.args.get("page", 1, type=int) or 1
+    return min(max(page, 1), MAX_PAGE)

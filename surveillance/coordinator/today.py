@@ -8,7 +8,13 @@ from typing import Any
 from flask import render_template, request
 
 from surveillance.coordinator import bp
-from surveillance.coordinator.support import chosen_clinic, me, today_for, visible_clinics
+from surveillance.coordinator.support import (
+    chosen_clinic,
+    me,
+    page_number,
+    today_for,
+    visible_clinics,
+)
 from surveillance.services import appointments, worklists
 
 PER_PAGE = 25
@@ -31,7 +37,7 @@ def today() -> Any:
     name = request.args.get("list", "")
     if name not in worklists.WORKLISTS:
         name = next((n for n, count in counts.items() if count), next(iter(worklists.WORKLISTS)))
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_number()
     selected = worklists.fetch(name, user, today_date, page, PER_PAGE, clinic_id)
     day = _day_arg(today_date)
     return render_template(

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from surveillance import clock
-from surveillance.errors import Conflict, ValidationFailed
+from surveillance.errors import Conflict, NotFound, ValidationFailed
 from surveillance.extensions import db
 from surveillance.models import ApiToken, Clinic, ClinicClosure, Role, User
 from surveillance.secrets_store import new_token, token_hash
@@ -93,7 +93,11 @@ def end_all_sessions(user: User) -> None:
 
 
 def verify_password(user: User, password: str) -> bool:
-    return check_password_hash(user.password_hash, password)
+    return check_password(user.password_hash, password)
+
+
+def check_password(password_hash: str, password: str) -> bool:
+    return check_password_hash(password_hash, password)
 
 
 def issue_api_token(user: User, name: str = "") -> str:
@@ -102,6 +106,33 @@ def issue_api_token(user: User, name: str = "") -> str:
     db.session.add(ApiToken(user=user, name=name, token_hash=token_hash(secret)))
     db.session.flush()
     return secret
+
+
+def api_tokens_of(user: User) -> list[ApiToken]:
+    """The user's tokens, newest first, revoked ones included (their secrets are not kept)."""
+    return list(
+        db.session.scalars(
+            select(ApiToken)
+            .where(ApiToken.user_id == user.id)
+            .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+        )
+    )
+
+
+def api_token_for(user: User, token_id: int) -> ApiToken:
+    """One of the user's own tokens (any user's for an admin); ``NotFound`` otherwise, the same
+    answer as for a token that does not exist."""
+    token = db.session.get(ApiToken, token_id)
+    if token is None or not (user.is_admin or token.user_id == user.id):
+        raise NotFound("API token not found.")
+    return token
+
+
+def revoke_api_token(token: ApiToken) -> None:
+    """Stop the token working at once; revoking twice keeps the first time."""
+    if token.revoked_at is None:
+        token.revoked_at = clock.utcnow()
+        db.session.flush()
 
 
 def user_for_api_token(secret: str) -> User | None:

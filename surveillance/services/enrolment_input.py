@@ -36,6 +36,27 @@ _RANGE_MESSAGES = {
 }
 
 
+# Free-text fields a spreadsheet would run as a formula when their text starts with one of
+# these (CSV injection). Such text is refused, not stored: no name, email or justification
+# starts with them, and a stored formula could reach an export or a coordinator's spreadsheet.
+# Other fields cannot hold one: their formats (dates, numbers, codes, phone digits) refuse it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FREE_TEXT_FIELDS = ("given_name", "family_name", "email", "justification", "clinic")
+
+
+def formula_fields(raw: Mapping[str, str | None]) -> dict[str, str]:
+    """Free-text fields whose text a spreadsheet would read as a formula, with the message."""
+    errors = {}
+    for name in FREE_TEXT_FIELDS:
+        value = raw.get(name)
+        if isinstance(value, str) and value.strip().startswith(FORMULA_STARTS):
+            first = value.strip()[0]
+            errors[name] = (
+                f"Must not start with {first!r}: spreadsheets run such text as a formula."
+            )
+    return errors
+
+
 @dataclass(frozen=True)
 class EnrolmentInput:
     enrolment: plans.Enrolment
@@ -55,7 +76,9 @@ def parse(raw: Mapping[str, str | None]) -> EnrolmentInput:
     try:
         body = EnrolmentIn.model_validate(data, strict=False)
     except ValidationError as exc:
-        raise ValidationFailed(_messages(exc)) from exc
+        raise ValidationFailed({**_messages(exc), **formula_fields(raw)}) from exc
+    if formulas := formula_fields(raw):
+        raise ValidationFailed(formulas)
     values = body.model_dump(exclude={"clinic"}, mode="python")
     return EnrolmentInput(plans.Enrolment(**values), body.clinic)
 

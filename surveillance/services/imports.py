@@ -13,6 +13,7 @@ The caller commits (or, for a dry run, nothing is left to commit).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Callable, Iterable, Iterator
@@ -67,15 +68,25 @@ class ImportResult:
         return sum(not r.enrolled for r in self.rows)
 
 
+def decode(data: bytes) -> str:
+    """The file's text, or an error that says how to save it instead."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:200]:
+        raise ImportFileError(
+            'The file is UTF-16 ("Unicode text"), not UTF-8; save it as CSV (UTF-8) instead.'
+        )
+    try:
+        return data.decode("utf-8-sig")  # spreadsheets often add a byte-order mark
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ImportFileError(
+            f"Line {line} is not UTF-8 text (byte 0x{data[exc.start]:02X}, perhaps Latin-1 or "
+            "Windows-1252); save the file as CSV (UTF-8)."
+        ) from exc
+
+
 def read_csv(data: bytes | str) -> list[CsvRow]:
     """Parse the file; refuse it whole when its shape is wrong."""
-    if isinstance(data, bytes):
-        try:
-            text = data.decode("utf-8-sig")  # spreadsheets often add a byte-order mark
-        except UnicodeDecodeError as exc:
-            raise ImportFileError("The file is not UTF-8 text; save it as CSV (UTF-8).") from exc
-    else:
-        text = data
+    text = decode(data) if isinstance(data, bytes) else data
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [name.strip() for name in reader.fieldnames or []]
     if not header:
