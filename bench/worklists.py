@@ -1,0 +1,106 @@
+"""Worklist first pages, worklist counts and the patient search on a generated database.
+
+    python bench/worklists.py /tmp/watchful-bench.sqlite3
+    python bench/worklists.py postgresql://postgres@127.0.0.1:5432/watchful_bench
+
+Times the services the screens and the API call (``services.worklists.fetch`` and ``counts``,
+``services.patient_search.search``) for an admin (all clinics) and a coordinator (one clinic),
+then the API endpoints through the Flask test client. Prints p50/p99 in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import common
+from sqlalchemy import select
+
+from surveillance import clock, create_app
+from surveillance.extensions import db
+from surveillance.models import User
+from surveillance.services import accounts, patient_search, worklists
+
+SEARCH_TERMS = ("", "ha", "zoe", "hale, ada", "b03-00012")
+
+
+def timed(call: Callable[[], Any], repeats: int) -> dict[str, float]:
+    call()  # warm the statement cache and the database's pages
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+        db.session.rollback()  # a new transaction each time, as a request would have
+    return common.percentiles_ms(samples)
+
+
+def service_timings(user: User, repeats: int) -> dict[str, Any]:
+    today = clock.today_in("America/Denver")
+    result: dict[str, Any] = {}
+    for name in worklists.WORKLISTS:
+        result[f"fetch:{name}"] = timed(lambda n=name: worklists.fetch(n, user, today), repeats)
+    result["counts"] = timed(lambda: worklists.counts(user, today), repeats)
+    for term in SEARCH_TERMS:
+        for sort in patient_search.SortOrder:
+            result[f"search:{sort.value}:{term or '(all)'}"] = timed(
+                lambda t=term, s=sort: patient_search.search(user, t, sort=s), repeats
+            )
+    return result
+
+
+def api_timings(app: Any, user: User, repeats: int) -> dict[str, Any]:
+    secret = accounts.issue_api_token(user, "bench")
+    db.session.commit()
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+
+    def get(path: str) -> Callable[[], Any]:
+        def call() -> None:
+            response = client.get(path, headers=headers)
+            assert response.status_code == 200, (path, response.status_code)
+
+        return call
+
+    paths = ["/api/v1/worklists", "/api/v1/patients", "/api/v1/patients?q=ha"]
+    paths += [f"/api/v1/worklists/{name}" for name in worklists.WORKLISTS]
+    return {path: timed(get(path), repeats) for path in paths}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("target", nargs="?", default=common.DEFAULT_SQLITE)
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+    app = create_app(common.app_config(args.target))
+    with app.app_context():
+        admin = db.session.scalar(select(User).where(User.email == "admin@bench.test"))
+        coordinator = db.session.scalar(select(User).where(User.email == "coord3@bench.test"))
+        assert admin is not None and coordinator is not None, "run bench/generate.py first"
+        patients = db.session.scalar(select(db.func.count()).select_from(db.text("patients")))
+        events = db.session.scalar(select(db.func.count()).select_from(db.text("plan_events")))
+        result = {
+            "benchmark": "worklists",
+            "database": common.engine_name(args.target),
+            "patients": patients,
+            "events": events,
+            "repeats": args.repeats,
+            "admin": service_timings(admin, args.repeats),
+            "coordinator": service_timings(coordinator, args.repeats),
+            "api_admin": api_timings(app, admin, args.repeats),
+        }
+    slowest = max(
+        (t["p99_ms"], f"{who}:{name}")
+        for who in ("admin", "coordinator", "api_admin")
+        for name, t in result[who].items()
+    )
+    result["slowest_p99"] = {"ms": slowest[0], "what": slowest[1]}
+    result["target_p99_ms"] = 50
+    result["machine"] = common.machine()
+    common.emit(result)
+
+
+if __name__ == "__main__":
+    main()
