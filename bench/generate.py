@@ -286,7 +286,7 @@ class Writer:
                 )
             self.raw.commit()
             # Autovacuum would do this within minutes of a real bulk load; do it now.
-            self.raw.autocommit = True
+            self.raw.driver_connection.autocommit = True
             cursor.execute("VACUUM ANALYZE")
         cursor.close()
         self.raw.close()
