@@ -58,7 +58,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
 
-    from surveillance import api, auth, cli, coordinator, learn, web
+    from surveillance import api, auth, cli, coordinator, learn, patient, web
 
     web.init_app(app)  # before any blueprint adds its rules
 
@@ -67,6 +67,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(coordinator.bp)
     csrf.exempt(api.bp)  # bearer tokens, not cookies: no CSRF exposure
     app.register_blueprint(learn.bp)  # public patient education pages
+    app.register_blueprint(patient.bp)  # the patient's own page at /p/<token>
     # Calendar feeds (issue 3): capability URLs, GET/HEAD only.
     from surveillance import feeds
 

@@ -23,6 +23,7 @@ from surveillance.services import accounts
 clinics_cli = AppGroup("clinics", help="Manage clinics.")
 users_cli = AppGroup("users", help="Manage users and their API tokens.")
 demo_cli = AppGroup("demo", help="Synthetic demo data.")
+stages_cli = AppGroup("stages", help="Care stages.")
 
 
 def _fail(exc: DomainError) -> None:
@@ -141,6 +142,26 @@ def demo_load(force: bool) -> None:
     click.echo(summary)
 
 
+@stages_cli.command("sweep")
+@click.option(
+    "--date",
+    "on",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Treat this day as today (default: each clinic's own today).",
+)
+def stages_sweep(on) -> None:  # type: ignore[no-untyped-def]
+    """Move watched patients whose one-year biopsy window has opened to biopsy review.
+
+    Safe to run any number of times a day; the daily scheduler runs the same function.
+    """
+    from surveillance.services import stages
+
+    moved = stages.advance_biopsy_reviews(on.date() if on else None)
+    db.session.commit()
+    click.echo(f"Moved {len(moved)} patient(s) to biopsy review.")
+
+
 @click.command("backup")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def backup_command(path: Path) -> None:
@@ -177,6 +198,7 @@ def register(app: Flask) -> None:
         jobs.jobs_cli,
         jobs.scheduler_cli,
         reminders_cli,
+        stages_cli,
     ):
         app.cli.add_command(group)
     app.cli.add_command(backup_command)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from surveillance.clinic_calendar import ClinicCalendar
 from surveillance.extensions import db
 from surveillance.planning import EventKind
+from surveillance.stages import Stage
 
 
 def utcnow() -> datetime:
@@ -234,6 +235,20 @@ class Patient(db.Model):
         back_populates="patient", order_by="SurveillancePlan.id"
     )
 
+    # --- Care stages (issue 6; see surveillance/stages.py) ---------------------------------
+    # Exactly one current stage; every change is kept in ``stage_history``. The server default
+    # exists for rows created before stages did; enrolment always records the stage itself.
+    stage: Mapped[str] = mapped_column(
+        String(30),
+        CheckConstraint(f"stage IN {_in(Stage)}", name="stage"),
+        default=Stage.WATCHFUL_WAITING,
+        server_default=Stage.WATCHFUL_WAITING.value,
+    )
+    stage_history: Mapped[list[StageChange]] = relationship(
+        back_populates="patient", order_by="(StageChange.changed_at, StageChange.id)"
+    )
+    # --- end care stages ---------------------------------------------------------------------
+
     @property
     def active_plan(self) -> SurveillancePlan | None:
         return next((p for p in self.plans if p.status == PlanStatus.ACTIVE), None)
@@ -327,6 +342,34 @@ class PlanEvent(db.Model):
     patient: Mapped[Patient] = relationship()
 
     __mapper_args__ = {"version_id_col": row_version}
+
+
+# --- Care stages (issue 6) --------------------------------------------------------------------
+
+
+class StageChange(db.Model):
+    """One move of a patient from one care stage to another (``from_stage`` is empty for the
+    first stage a patient gets; ``changed_by`` is empty for changes the system made)."""
+
+    __tablename__ = "stage_changes"
+    __table_args__ = (
+        CheckConstraint(f"from_stage IS NULL OR from_stage IN {_in(Stage)}", name="from_stage"),
+        CheckConstraint(f"to_stage IN {_in(Stage)}", name="to_stage"),
+        CheckConstraint("from_stage IS NULL OR from_stage <> to_stage", name="real_change"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    from_stage: Mapped[str | None] = mapped_column(String(30))
+    to_stage: Mapped[str] = mapped_column(String(30))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    reason: Mapped[str] = mapped_column(Text)
+
+    patient: Mapped[Patient] = relationship(back_populates="stage_history")
+    changed_by: Mapped[User | None] = relationship()
 
 
 # The audit log's model lives with its listeners; importing it here puts it in the metadata.

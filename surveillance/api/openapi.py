@@ -20,6 +20,7 @@ _MODELS: tuple[type[BaseModel], ...] = (
     schemas.CancelIn,
     schemas.EmptyIn,
     schemas.EndSurveillanceIn,
+    schemas.StageChangeIn,
     schemas.PatientOut,
     schemas.PatientPageOut,
     schemas.FeedLinksOut,
@@ -259,6 +260,15 @@ def document() -> dict[str, Any]:
                     schemas.PatientOut,
                     schemas.EndSurveillanceIn,
                     errors=(401, 404, 409),
+                    parameters=patient_id,
+                )
+            },
+            "/patients/{patient_id}/stage": {
+                "post": _operation(
+                    "Move the patient to another care stage (422 for an unknown stage or a "
+                    "move the care-stage table does not allow)",
+                    schemas.PatientOut,
+                    schemas.StageChangeIn,
                     parameters=patient_id,
                 )
             },

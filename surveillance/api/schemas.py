@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from surveillance.models import Differentiation, Functional, Grade, Outcome, PrimarySite
+from surveillance.stages import Stage
 
 Text100 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Mrn = Annotated[
@@ -95,6 +96,15 @@ class EndSurveillanceIn(Input):
     reason: Reason
 
 
+class StageChangeIn(Input):
+    stage: Stage = Field(
+        description="The care stage to move to; only the moves in the care-stage table are "
+        "allowed (see `next_stages` on the patient). Leaving watchful waiting or biopsy review "
+        "ends the surveillance plan."
+    )
+    reason: Reason
+
+
 # --- Responses --------------------------------------------------------------------------------
 
 
@@ -141,6 +151,14 @@ class TumourProfileOut(BaseModel):
     functional: str
 
 
+class StageChangeOut(BaseModel):
+    from_stage: Stage | None = Field(description="Empty for the patient's first stage.")
+    to_stage: Stage
+    changed_at: datetime = Field(description="UTC.")
+    changed_by: str | None = Field(description="The user's email; empty for system changes.")
+    reason: str
+
+
 class PatientSummaryOut(BaseModel):
     id: int
     mrn: str
@@ -165,6 +183,10 @@ class PatientOut(BaseModel):
     tumour: TumourProfileOut
     plan: PlanOut | None
     events: list[EventOut]
+    # Care stages (issue 6).
+    stage: Stage
+    next_stages: list[Stage] = Field(description="The stages the patient may move to next.")
+    stage_history: list[StageChangeOut] = Field(description="Oldest first.")
     feed_url: str | None = Field(
         description="The patient's private calendar feed (https); null when revoked."
     )

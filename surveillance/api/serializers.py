@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 from surveillance import clock, planning
 from surveillance.feeds import urls as feed_urls
-from surveillance.models import EventStatus, Patient, PlanEvent, SurveillancePlan
+from surveillance.models import EventStatus, Patient, PlanEvent, StageChange, SurveillancePlan
+from surveillance.stages import allowed_next
 
 OPEN_STATUSES = (EventStatus.PLANNED, EventStatus.BOOKED)
 
@@ -103,7 +104,20 @@ def patient_json(patient: Patient) -> dict[str, Any]:
         },
         "plan": plan_json(plan) if plan else None,
         "events": [event_json(e, today) for e in plan.events] if plan else [],
+        "stage": patient.stage,
+        "next_stages": [s.value for s in allowed_next(patient.stage)],
+        "stage_history": [stage_change_json(c) for c in patient.stage_history],
         **feed_links_json(patient),
+    }
+
+
+def stage_change_json(change: StageChange) -> dict[str, Any]:
+    return {
+        "from_stage": change.from_stage,
+        "to_stage": change.to_stage,
+        "changed_at": change.changed_at.isoformat(),
+        "changed_by": change.changed_by.email if change.changed_by else None,
+        "reason": change.reason,
     }
 
 

@@ -17,6 +17,7 @@ from surveillance.errors import DomainError, ValidationFailed
 from surveillance.extensions import db
 from surveillance.models import AuditEntry, Clinic, Patient
 from surveillance.services import access, patient_search, plans
+from surveillance.services import stages as care_stages
 from surveillance.web import MAX_ID
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -136,7 +137,17 @@ def end_surveillance(patient_id: int) -> Any:
     plan = patient.active_plan
     if plan is None:
         return error_response(409, "Surveillance has already ended for this patient.")
-    plans.end_surveillance(plan, body.reason)
+    plans.end_surveillance(plan, body.reason, user=current_user())
+    db.session.commit()
+    return patient_response(patient)
+
+
+@bp.post("/patients/<int:patient_id>/stage")
+@token_required
+def change_stage(patient_id: int) -> Any:
+    patient = access.get_patient(current_user(), patient_id)
+    body = parse_body(schemas.StageChangeIn)
+    care_stages.change_stage(patient, body.stage, body.reason, current_user())
     db.session.commit()
     return patient_response(patient)
 

@@ -21,10 +21,13 @@ from surveillance.models import (
     PlanEvent,
     PlanStatus,
     SurveillancePlan,
+    User,
 )
 from surveillance.planning import EventKind, EventSlot, ExistingVisit
 from surveillance.reminders import outbox as reminder_outbox
 from surveillance.services import feed_tokens
+from surveillance.services import stages as care_stages
+from surveillance.stages import Stage
 
 MAX_ENROLMENT_AHEAD_MONTHS = 12
 REPLANNED_REASON = "No longer needed after the plan changed."
@@ -121,6 +124,7 @@ def enrol(data: Enrolment, clinic: Clinic) -> Patient:
         db.session.add(_new_event(plan, slot))
     db.session.flush()
     feed_tokens.rotate_patient_token(patient)
+    care_stages.enrolled(patient)
     return patient
 
 
@@ -319,12 +323,19 @@ def _last_seen_visit(plan: SurveillancePlan) -> tuple[date, int]:
     return on, ordinal
 
 
-def end_surveillance(plan: SurveillancePlan, reason: str) -> None:
-    """End the plan: every event that has not happened yet is cancelled."""
+def end_surveillance(
+    plan: SurveillancePlan,
+    reason: str,
+    next_stage: str = Stage.SURVEILLANCE_ENDED,
+    user: User | None = None,
+) -> None:
+    """End the plan: every event that has not happened yet is cancelled, and the patient
+    moves to ``next_stage`` (care stages; recorded as changed by ``user``)."""
     _require_active(plan)
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed({"reason": "Say why surveillance ends."})
+    care_stages.plan_ended(plan.patient, next_stage, reason, user)
     plan.status = PlanStatus.ENDED
     plan.ended_on = clock.today_in(plan.patient.clinic.timezone)
     plan.end_reason = reason
@@ -396,6 +407,7 @@ def book(
 ) -> None:
     _require_transition(event, "book")
     _set_booking(event, starts_at, duration_minutes, location)
+    care_stages.biopsy_booked(event)
 
 
 def reschedule(
@@ -440,8 +452,11 @@ def complete(event: PlanEvent, completed_on: date, outcome: str) -> None:
     if plan.status != PlanStatus.ACTIVE:
         db.session.flush()
         return
+    care_stages.event_completed(event)
     if outcome == Outcome.PROGRESSION:
-        end_surveillance(plan, "Progression found at a surveillance event.")
+        end_surveillance(
+            plan, "Progression found at a surveillance event.", Stage.TREATMENT_PLANNING
+        )
         return
     if (
         event.kind == EventKind.VISIT
