@@ -26,6 +26,9 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     if environ.get("HTTP_IF_NONE_MATCH") == etag:
         start_response("304 Not Modified", headers)
         return []
-    headers += [("Content-Type", "text/calendar; charset=utf-8"), ("Content-Length", str(len(body)))]
+    headers += [
+        ("Content-Type", "text/calendar; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+    ]
     start_response("200 OK", headers)
     return [body]

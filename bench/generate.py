@@ -34,14 +34,119 @@ from surveillance.planning import EventSlot, initial_plan
 from surveillance.secrets_store import token_hash
 from surveillance.services.feed_tokens import PATIENT, derive_secret
 
-GIVEN = """Ada Alan Alba Arlo Bea Blake Cato Cleo Dara Eli Elin Emil Esme Ezra Fay Finn Gia Gus
-Hana Hugo Ida Ines Ivo Jade Jon Juno Kai Kira Lars Lea Leo Lina Luca Mae Mila Nash Nia Noa
-Olin Ora Otto Pia Quin Remy Rhea Rio Rosa Sami Sia Tate Tess Uma Vera Wade Wren Yara Zane Zoe
-""".split()
-FAMILY = """Abbot Alder Ashby Baird Barlow Bexley Birch Calder Carver Colby Dalton Dorsey Eames
-Ellery Farrow Fenwick Galloway Garner Hale Harlow Hollis Ingram Ives Jarvis Keaton Kendal Lacey
-Langley Marlow Merrick Nolan Norwood Oakes Orwell Pax Prescott Quill Radley Rowe Sallow Selby
-Thorne Tolland Upton Vale Varley Wardell Whitby Yardley Yates Zeller""".split()
+GIVEN = [
+    "Ada",
+    "Alan",
+    "Alba",
+    "Arlo",
+    "Bea",
+    "Blake",
+    "Cato",
+    "Cleo",
+    "Dara",
+    "Eli",
+    "Elin",
+    "Emil",
+    "Esme",
+    "Ezra",
+    "Fay",
+    "Finn",
+    "Gia",
+    "Gus",
+    "Hana",
+    "Hugo",
+    "Ida",
+    "Ines",
+    "Ivo",
+    "Jade",
+    "Jon",
+    "Juno",
+    "Kai",
+    "Kira",
+    "Lars",
+    "Lea",
+    "Leo",
+    "Lina",
+    "Luca",
+    "Mae",
+    "Mila",
+    "Nash",
+    "Nia",
+    "Noa",
+    "Olin",
+    "Ora",
+    "Otto",
+    "Pia",
+    "Quin",
+    "Remy",
+    "Rhea",
+    "Rio",
+    "Rosa",
+    "Sami",
+    "Sia",
+    "Tate",
+    "Tess",
+    "Uma",
+    "Vera",
+    "Wade",
+    "Wren",
+    "Yara",
+    "Zane",
+    "Zoe",
+]
+FAMILY = [
+    "Abbot",
+    "Alder",
+    "Ashby",
+    "Baird",
+    "Barlow",
+    "Bexley",
+    "Birch",
+    "Calder",
+    "Carver",
+    "Colby",
+    "Dalton",
+    "Dorsey",
+    "Eames",
+    "Ellery",
+    "Farrow",
+    "Fenwick",
+    "Galloway",
+    "Garner",
+    "Hale",
+    "Harlow",
+    "Hollis",
+    "Ingram",
+    "Ives",
+    "Jarvis",
+    "Keaton",
+    "Kendal",
+    "Lacey",
+    "Langley",
+    "Marlow",
+    "Merrick",
+    "Nolan",
+    "Norwood",
+    "Oakes",
+    "Orwell",
+    "Pax",
+    "Prescott",
+    "Quill",
+    "Radley",
+    "Rowe",
+    "Sallow",
+    "Selby",
+    "Thorne",
+    "Tolland",
+    "Upton",
+    "Vale",
+    "Varley",
+    "Wardell",
+    "Whitby",
+    "Yardley",
+    "Yates",
+    "Zeller",
+]
 ZONES = ["America/Denver", "America/New_York", "America/Chicago", "America/Los_Angeles"]
 SITES = ["pancreas", "small_bowel", "stomach", "rectum", "appendix", "lung", "other"]
 PASSWORD = "bench-password-1"
@@ -210,17 +315,90 @@ class Builder:
         )
 
 
-PATIENT_COLUMNS = """id clinic_id mrn given_name family_name birth_date email phone
-preferred_language email_opt_out primary_site differentiation grade ki67 size_mm functional
-feed_token_salt feed_token_hash feed_version created_at updated_at""".split()
-PLAN_COLUMNS = """id patient_id interval_months enrolled_on anchor_on anchor_ordinal
-horizon_until status justification ended_on end_reason created_at updated_at""".split()
-EVENT_COLUMNS = """id plan_id patient_id kind ordinal due_on window_start window_end status
-starts_at ends_at location completed_on outcome cancel_reason cancelled_by_replan uid sequence
-created_at updated_at call_again_on row_version""".split()
-OUTBOX_COLUMNS = """id dedupe_key rule audience clinic_id event_id patient_id recipient due_at
-expires_at status attempts next_attempt_at message_id subject created_at updated_at sent_at
-failed_at last_error""".split()
+PATIENT_COLUMNS = [
+    "id",
+    "clinic_id",
+    "mrn",
+    "given_name",
+    "family_name",
+    "birth_date",
+    "email",
+    "phone",
+    "preferred_language",
+    "email_opt_out",
+    "primary_site",
+    "differentiation",
+    "grade",
+    "ki67",
+    "size_mm",
+    "functional",
+    "feed_token_salt",
+    "feed_token_hash",
+    "feed_version",
+    "created_at",
+    "updated_at",
+]
+PLAN_COLUMNS = [
+    "id",
+    "patient_id",
+    "interval_months",
+    "enrolled_on",
+    "anchor_on",
+    "anchor_ordinal",
+    "horizon_until",
+    "status",
+    "justification",
+    "ended_on",
+    "end_reason",
+    "created_at",
+    "updated_at",
+]
+EVENT_COLUMNS = [
+    "id",
+    "plan_id",
+    "patient_id",
+    "kind",
+    "ordinal",
+    "due_on",
+    "window_start",
+    "window_end",
+    "status",
+    "starts_at",
+    "ends_at",
+    "location",
+    "completed_on",
+    "outcome",
+    "cancel_reason",
+    "cancelled_by_replan",
+    "uid",
+    "sequence",
+    "created_at",
+    "updated_at",
+    "call_again_on",
+    "row_version",
+]
+OUTBOX_COLUMNS = [
+    "id",
+    "dedupe_key",
+    "rule",
+    "audience",
+    "clinic_id",
+    "event_id",
+    "patient_id",
+    "recipient",
+    "due_at",
+    "expires_at",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "message_id",
+    "subject",
+    "created_at",
+    "updated_at",
+    "sent_at",
+    "failed_at",
+    "last_error",
+]
 
 
 # --- Writers ----------------------------------------------------------------------------------
@@ -315,8 +493,18 @@ def clinics_and_users(writer: Writer, clinics: int, now: datetime) -> None:
     password = generate_password_hash(PASSWORD)
     writer.write(
         "clinics",
-        "id slug name timezone address phone working_weekdays observe_us_holidays "
-        "created_at updated_at".split(),
+        [
+            "id",
+            "slug",
+            "name",
+            "timezone",
+            "address",
+            "phone",
+            "working_weekdays",
+            "observe_us_holidays",
+            "created_at",
+            "updated_at",
+        ],
         [
             (
                 c,
@@ -340,7 +528,16 @@ def clinics_and_users(writer: Writer, clinics: int, now: datetime) -> None:
     ]
     writer.write(
         "users",
-        "id email full_name password_hash role is_active session_generation created_at".split(),
+        [
+            "id",
+            "email",
+            "full_name",
+            "password_hash",
+            "role",
+            "is_active",
+            "session_generation",
+            "created_at",
+        ],
         users,
     )
     writer.write(
@@ -414,7 +611,9 @@ def generate(
                 events_total += len(event_rows)
                 bar.update(len(ids))
                 bar.set_postfix(events=events_total)
-        writer.write("outbox_messages", OUTBOX_COLUMNS, list(outbox_rows(builder, outbox, patients)))
+        writer.write(
+            "outbox_messages", OUTBOX_COLUMNS, list(outbox_rows(builder, outbox, patients))
+        )
         writer.commit()
         writer.finish(
             ["clinics", "users", "patients", "surveillance_plans", "plan_events", "outbox_messages"]
