@@ -218,7 +218,7 @@ def main() -> None:
             "cold_304": wrk(server, cold_file, "304", args.seconds, args),
             "cold_200": wrk(server, cold_file, "200", args.seconds, args),
         }
-        result["memory"] = memory_run(server, cold_file, args.memory_requests, args)
+        result["memory"] = memory_run(server, hot_file, args.memory_requests, args)
     finally:
         server.stop()
     baseline_file = work / "baseline.tsv"
