@@ -502,3 +502,8 @@ class ContactAttempt(db.Model):
 
 # Booked events by start time: the reminder sweep reads only the next few days' bookings.
 Index("ix_plan_events_status_starts_at", PlanEvent.status, PlanEvent.starts_at)
+
+# --- Performance (issue 8) ---
+# Planned events whose window has opened: the overdue, to-book and biopsy-due worklists.
+Index("ix_plan_events_status_window_start", PlanEvent.status, PlanEvent.window_start)
+# --- end issue 8 ---

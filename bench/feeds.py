@@ -1,0 +1,251 @@
+"""Patient feeds under gunicorn (2 workers), loaded by wrk, against a same-size baseline.
+
+    python bench/feeds.py /tmp/watchful-bench.sqlite3
+
+Starts the real app with ``gunicorn -c python:surveillance.gunicorn_conf`` on 127.0.0.1, and
+then, with the same gunicorn settings, ``bench/baseline_app.py``: a bare WSGI app that answers
+the same URLs with pre-rendered bytes of the same sizes from memory. wrk (``bench/feed.lua``)
+rotates over many patients' feed URLs, for full ``200`` answers and for ``304`` revalidations
+(If-None-Match with each feed's ETag). Two URL sets: "hot" (fewer patients than the feed cache
+holds, the steady state of polling calendars) and "cold" (more patients than the cache holds,
+so a ``200`` is rendered afresh). Also the RSS of each web worker before and after 100,000
+feed requests. Prints JSON; every figure also as a ratio to the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import common
+from sqlalchemy import create_engine, text
+
+from surveillance.services.feed_tokens import PATIENT, derive_secret
+
+BENCH = Path(__file__).resolve().parent
+
+
+def feed_paths(target: str, count: int, offset: int) -> list[str]:
+    """Feed paths of ``count`` patients spread over all clinics."""
+    engine = create_engine(common.database_url(target))
+    with engine.connect() as conn:
+        total = conn.execute(text("SELECT COUNT(*) FROM patients")).scalar_one()
+        step = max(1, total // count)
+        rows = conn.execute(
+            text(
+                "SELECT feed_token_salt FROM patients WHERE (id + :offset) % :step = 0 "
+                "ORDER BY id LIMIT :count"
+            ),
+            {"step": step, "count": count, "offset": offset},
+        ).all()
+    engine.dispose()
+    key = common.BENCH_SECRET_KEY
+    return [f"/calendar/{derive_secret(key, PATIENT, salt)}.ics" for (salt,) in rows]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Gunicorn:
+    """A gunicorn master with the project's config, serving ``app`` on a free local port."""
+
+    def __init__(self, app: str, env: dict[str, str], check_path: str) -> None:
+        self.port = free_port()
+        env = {**env, "WATCHFUL_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": "2"}
+        self.process = subprocess.Popen(
+            ["/work/venv/bin/gunicorn", "-c", "python:surveillance.gunicorn_conf", app],
+            cwd=common.ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url(check_path), timeout=5).read()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.3)
+        else:
+            self.stop()
+            raise RuntimeError(f"gunicorn did not start: {app}")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def workers(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return sorted(int(pid) for pid in children.read_text().split())
+
+    def rss_kib(self) -> dict[int, int]:
+        result = {}
+        for pid in self.workers():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    result[pid] = int(line.split()[1])
+        return result
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def fetch_all(server: Gunicorn, paths: list[str]) -> list[tuple[str, str, int]]:
+    """(path, ETag, body size) of each feed, fetched once (which also fills the caches)."""
+
+    def one(path: str) -> tuple[str, str, int]:
+        with urllib.request.urlopen(server.url(path), timeout=30) as response:
+            return path, response.headers["ETag"], len(response.read())
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, paths))
+
+
+def wrk(server: Gunicorn, urls_file: Path, mode: str, seconds: int, args: Any) -> dict[str, Any]:
+    env = {**os.environ, "WATCHFUL_URLS": str(urls_file), "WATCHFUL_MODE": mode}
+    command = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(BENCH / "feed.lua"),
+        server.url("/"),
+    ]
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in output.splitlines() if x.startswith("WRKJSON "))
+    raw = json.loads(line.removeprefix("WRKJSON "))
+    rps = raw["requests"] / (raw["duration_us"] / 1e6)
+    return {
+        "requests": raw["requests"],
+        "rps": round(rps, 1),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p90_ms": raw["p90_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
+        "errors": raw["errors"],
+        "statuses": raw["statuses"],
+    }
+
+
+def write_urls(path: Path, feeds: list[tuple[str, str, int]]) -> None:
+    path.write_text("".join(f"{p}\t{etag}\n" for p, etag, _ in feeds))
+
+
+def ratios(app: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
+    return {
+        "rps_ratio": round(app["rps"] / base["rps"], 3),
+        "p50_ratio": round(app["p50_ms"] / base["p50_ms"], 2),
+        "p99_ratio": round(app["p99_ms"] / base["p99_ms"], 2),
+    }
+
+
+def memory_run(server: Gunicorn, urls_file: Path, total: int, args: Any) -> dict[str, Any]:
+    """RSS of each worker before and after ``total`` feed requests (after a warm-up)."""
+    wrk(server, urls_file, "200", 5, args)
+    before = server.rss_kib()
+    done = 0
+    while done < total:
+        done += wrk(server, urls_file, "200", 10, args)["requests"]
+    after = server.rss_kib()
+    return {
+        "requests": done,
+        "rss_before_kib": list(before.values()),
+        "rss_after_kib": list(after.values()),
+        "growth_kib": [after.get(pid, 0) - kib for pid, kib in before.items()],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("target", nargs="?", default=common.DEFAULT_SQLITE)
+    parser.add_argument("--hot", type=int, default=1000, help="patients in the hot set")
+    parser.add_argument("--cold", type=int, default=3000, help="patients in the cold set")
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--memory-requests", type=int, default=100_000)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install -y wrk")
+    work = Path(tempfile.mkdtemp(prefix="watchful-feeds-"))
+    env = common.environment_for(args.target)
+    hot_paths = feed_paths(args.target, args.hot, 0)
+    cold_paths = feed_paths(args.target, args.cold, 1)
+    result: dict[str, Any] = {
+        "benchmark": "feeds",
+        "database": common.engine_name(args.target),
+        "wrk": f"-t{args.threads} -c{args.connections} -d{args.seconds}s",
+        "gunicorn": "-c python:surveillance.gunicorn_conf, 2 sync workers",
+    }
+    server = Gunicorn("surveillance:create_app()", env, hot_paths[0])
+    try:
+        started = time.perf_counter()
+        cold = fetch_all(server, cold_paths)
+        hot = fetch_all(server, hot_paths)  # last, so the hot set is what the caches hold
+        result["first_fetch_ms_per_feed"] = round(
+            (time.perf_counter() - started) * 1000 / (len(hot) + len(cold)) * 4, 2
+        )
+        hot_file, cold_file = work / "hot.tsv", work / "cold.tsv"
+        write_urls(hot_file, hot)
+        write_urls(cold_file, cold)
+        sizes = sorted(size for _, _, size in hot)
+        result["feed_bytes"] = {"median": sizes[len(sizes) // 2], "max": sizes[-1]}
+        app_runs = {
+            "hot_200": wrk(server, hot_file, "200", args.seconds, args),
+            "hot_304": wrk(server, hot_file, "304", args.seconds, args),
+            "cold_304": wrk(server, cold_file, "304", args.seconds, args),
+            "cold_200": wrk(server, cold_file, "200", args.seconds, args),
+        }
+        result["memory"] = memory_run(server, hot_file, args.memory_requests, args)
+    finally:
+        server.stop()
+    baseline_file = work / "baseline.tsv"
+    baseline_file.write_text("".join(f"{p}\t{e}\t{s}\n" for p, e, s in hot + cold))
+    base_env = {**env, "WATCHFUL_BASELINE": str(baseline_file), "PYTHONPATH": str(common.ROOT)}
+    baseline = Gunicorn("bench.baseline_app:app", base_env, hot_paths[0])
+    try:
+        base_runs = {
+            "200": wrk(baseline, hot_file, "200", args.seconds, args),
+            "304": wrk(baseline, hot_file, "304", args.seconds, args),
+        }
+    finally:
+        baseline.stop()
+    result["baseline"] = base_runs
+    result["app"] = {
+        name: {**run, **ratios(run, base_runs[name[-3:]])} for name, run in app_runs.items()
+    }
+    result["targets"] = {
+        "200_rps_ratio>=0.5": result["app"]["hot_200"]["rps_ratio"] >= 0.5,
+        "304_rps_ratio>=0.8": result["app"]["hot_304"]["rps_ratio"] >= 0.8,
+        "baseline_p99<10ms": max(r["p99_ms"] for r in base_runs.values()) < 10,
+        "app_p99<50ms": max(r["p99_ms"] for r in app_runs.values()) < 50,
+    }
+    result["machine"] = common.machine()
+    shutil.rmtree(work, ignore_errors=True)
+    common.emit(result)
+
+
+if __name__ == "__main__":
+    main()

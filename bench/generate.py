@@ -1,0 +1,660 @@
+"""Synthetic data for the benchmarks: clinics, coordinators, patients, plans, events, outbox.
+
+    python bench/generate.py /tmp/watchful-bench.sqlite3
+    python bench/generate.py postgresql://postgres@127.0.0.1:5432/watchful_bench
+
+The schema comes from the real Alembic migrations. Rows go in set-based (one executemany per
+batch on SQLite, COPY on PostgreSQL), never through the ORM, so the audit listener is not
+involved. Plans are made by the real planning engine for a few hundred distinct (enrolment
+date, interval) combinations and reused; each patient's events then get their own mix of
+statuses. Every patient has a feed token derived under ``BENCH_SECRET_KEY``, so a benchmark can
+rebuild each feed URL. All people are synthetic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import random
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import common  # noqa: F401  (puts the project on sys.path)
+import sqlalchemy as sa
+from tqdm import tqdm
+
+from surveillance import create_app
+from surveillance.clinic_calendar import ClinicCalendar
+from surveillance.extensions import db
+from surveillance.planning import EventSlot, initial_plan
+from surveillance.secrets_store import token_hash
+from surveillance.services.feed_tokens import PATIENT, derive_secret
+
+GIVEN = [
+    "Ada",
+    "Alan",
+    "Alba",
+    "Arlo",
+    "Bea",
+    "Blake",
+    "Cato",
+    "Cleo",
+    "Dara",
+    "Eli",
+    "Elin",
+    "Emil",
+    "Esme",
+    "Ezra",
+    "Fay",
+    "Finn",
+    "Gia",
+    "Gus",
+    "Hana",
+    "Hugo",
+    "Ida",
+    "Ines",
+    "Ivo",
+    "Jade",
+    "Jon",
+    "Juno",
+    "Kai",
+    "Kira",
+    "Lars",
+    "Lea",
+    "Leo",
+    "Lina",
+    "Luca",
+    "Mae",
+    "Mila",
+    "Nash",
+    "Nia",
+    "Noa",
+    "Olin",
+    "Ora",
+    "Otto",
+    "Pia",
+    "Quin",
+    "Remy",
+    "Rhea",
+    "Rio",
+    "Rosa",
+    "Sami",
+    "Sia",
+    "Tate",
+    "Tess",
+    "Uma",
+    "Vera",
+    "Wade",
+    "Wren",
+    "Yara",
+    "Zane",
+    "Zoe",
+]
+FAMILY = [
+    "Abbot",
+    "Alder",
+    "Ashby",
+    "Baird",
+    "Barlow",
+    "Bexley",
+    "Birch",
+    "Calder",
+    "Carver",
+    "Colby",
+    "Dalton",
+    "Dorsey",
+    "Eames",
+    "Ellery",
+    "Farrow",
+    "Fenwick",
+    "Galloway",
+    "Garner",
+    "Hale",
+    "Harlow",
+    "Hollis",
+    "Ingram",
+    "Ives",
+    "Jarvis",
+    "Keaton",
+    "Kendal",
+    "Lacey",
+    "Langley",
+    "Marlow",
+    "Merrick",
+    "Nolan",
+    "Norwood",
+    "Oakes",
+    "Orwell",
+    "Pax",
+    "Prescott",
+    "Quill",
+    "Radley",
+    "Rowe",
+    "Sallow",
+    "Selby",
+    "Thorne",
+    "Tolland",
+    "Upton",
+    "Vale",
+    "Varley",
+    "Wardell",
+    "Whitby",
+    "Yardley",
+    "Yates",
+    "Zeller",
+]
+ZONES = ["America/Denver", "America/New_York", "America/Chicago", "America/Los_Angeles"]
+SITES = ["pancreas", "small_bowel", "stomach", "rectum", "appendix", "lung", "other"]
+PASSWORD = "bench-password-1"
+PATIENT_BATCH = 5000
+
+
+# --- Plan templates ---------------------------------------------------------------------------
+
+
+def plan_templates(
+    today: date, count: int, rng: random.Random
+) -> list[tuple[date, int, date, list[EventSlot]]]:
+    """(enrolled_on, interval, horizon_until, slots) for ``count`` distinct combinations:
+    enrolment up to three years ago (some next month), intervals 3 to 6 months."""
+    calendar = ClinicCalendar.build()
+    combos: set[tuple[date, int]] = set()
+    while len(combos) < count:
+        days_ago = rng.randint(-30, 3 * 365)
+        combos.add((today - timedelta(days=days_ago), rng.choice((3, 3, 4, 6, 6, 6))))
+    templates = []
+    for enrolled_on, interval in sorted(combos):
+        slots = initial_plan(enrolled_on, interval, today, calendar)
+        horizon = max(s.due_on for s in slots if s.kind == "visit")
+        templates.append((enrolled_on, interval, horizon, slots))
+    return templates
+
+
+# --- Row builders -----------------------------------------------------------------------------
+
+
+class Builder:
+    def __init__(self, clinics: int, today: date, seed: int, key: str) -> None:
+        self.rng = random.Random(seed)
+        self.today = today
+        self.now = datetime.combine(today, datetime.min.time(), UTC) + timedelta(hours=8)
+        self.clinics = clinics
+        self.key = key
+        self.templates = plan_templates(today, 400, self.rng)
+        self.next_event_id = 1
+
+    def uid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def patient(self, pid: int) -> tuple[Any, ...]:
+        rng = self.rng
+        clinic_id = (pid - 1) % self.clinics + 1
+        salt = base64.urlsafe_b64encode(rng.randbytes(32)).rstrip(b"=").decode()
+        grade = rng.choice(("G1", "G1", "G1", "G2"))
+        return (
+            pid,
+            clinic_id,
+            f"B{clinic_id:02d}-{pid:07d}",
+            rng.choice(GIVEN),
+            rng.choice(FAMILY),
+            date(1940, 1, 1) + timedelta(days=rng.randint(0, 60 * 365)),
+            f"patient{pid}@example.org" if rng.random() < 0.9 else None,
+            f"+1-555-{pid % 10000:04d}" if rng.random() < 0.8 else None,
+            "en",
+            rng.random() < 0.05,
+            rng.choice(SITES),
+            "well",
+            grade,
+            round(rng.uniform(0.5, 2.9 if grade == "G1" else 15), 1),
+            rng.randint(4, 30),
+            "unknown",
+            salt,
+            token_hash(derive_secret(self.key, PATIENT, salt)),
+            1,
+            self.now,
+            self.now,
+        )
+
+    def plan_and_events(self, pid: int) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+        rng = self.rng
+        enrolled_on, interval, horizon, slots = rng.choice(self.templates)
+        ended = rng.random() < 0.02
+        ended_on = self.today - timedelta(days=rng.randint(1, 60)) if ended else None
+        plan = (
+            pid,
+            pid,
+            interval,
+            enrolled_on,
+            enrolled_on,
+            0,
+            horizon,
+            "ended" if ended else "active",
+            None,
+            ended_on,
+            "Moved to another centre." if ended else None,
+            self.now,
+            self.now,
+        )
+        events = []
+        next_future_seen = False
+        for slot in slots:
+            status, booked_on, completed_on = self.status_for(slot, next_future_seen)
+            if slot.due_on >= self.today:
+                next_future_seen = True
+            if ended_on is not None and status in ("planned", "booked") and slot.due_on > ended_on:
+                status, booked_on = "cancelled", None
+            events.append(self.event(pid, slot, status, booked_on, completed_on))
+        return plan, events
+
+    def status_for(
+        self, slot: EventSlot, future_seen: bool
+    ) -> tuple[str, date | None, date | None]:
+        """A plausible status for a slot relative to today: (status, booked day, done day)."""
+        r, today = self.rng.random(), self.today
+        if slot.window_end < today:  # window over: history
+            if r < 0.90:
+                done = slot.due_on + timedelta(days=self.rng.randint(-3, 3))
+                done = min(max(done, slot.window_start), slot.window_end)
+                return "completed", done, done
+            return ("missed", None, None) if r < 0.96 else ("cancelled", None, None)
+        if slot.due_on < today:  # overdue but window still open
+            if r < 0.5:
+                return "planned", None, None
+            return ("booked", today + timedelta(days=self.rng.randint(1, 14)), None)
+        if slot.window_start <= today or not future_seen:  # the next event
+            if r < 0.45:
+                return "booked", slot.due_on, None
+            return "planned", None, None
+        return ("cancelled", None, None) if r < 0.01 else ("planned", None, None)
+
+    def event(
+        self,
+        pid: int,
+        slot: EventSlot,
+        status: str,
+        booked_on: date | None,
+        completed_on: date | None,
+    ) -> tuple[Any, ...]:
+        event_id = self.next_event_id
+        self.next_event_id += 1
+        starts_at = ends_at = location = None
+        if booked_on is not None:
+            starts_at = datetime.combine(booked_on, datetime.min.time(), UTC) + timedelta(
+                hours=15, minutes=30 * self.rng.randint(0, 10)
+            )
+            ends_at = starts_at + timedelta(minutes=30 if slot.kind == "visit" else 60)
+            location = f"Clinic room {self.rng.randint(1, 12)}"
+        changed = self.now if completed_on is None else starts_at or self.now
+        return (
+            event_id,
+            pid,
+            pid,
+            slot.kind.value,
+            slot.ordinal,
+            slot.due_on,
+            slot.window_start,
+            slot.window_end,
+            status,
+            starts_at,
+            ends_at,
+            location,
+            completed_on,
+            "stable" if status == "completed" else None,
+            "Patient asked to cancel." if status == "cancelled" else None,
+            False,
+            self.uid(),
+            0 if status == "planned" else 1,
+            self.now,
+            changed,
+            None,
+            1,
+        )
+
+
+PATIENT_COLUMNS = [
+    "id",
+    "clinic_id",
+    "mrn",
+    "given_name",
+    "family_name",
+    "birth_date",
+    "email",
+    "phone",
+    "preferred_language",
+    "email_opt_out",
+    "primary_site",
+    "differentiation",
+    "grade",
+    "ki67",
+    "size_mm",
+    "functional",
+    "feed_token_salt",
+    "feed_token_hash",
+    "feed_version",
+    "created_at",
+    "updated_at",
+]
+PLAN_COLUMNS = [
+    "id",
+    "patient_id",
+    "interval_months",
+    "enrolled_on",
+    "anchor_on",
+    "anchor_ordinal",
+    "horizon_until",
+    "status",
+    "justification",
+    "ended_on",
+    "end_reason",
+    "created_at",
+    "updated_at",
+]
+EVENT_COLUMNS = [
+    "id",
+    "plan_id",
+    "patient_id",
+    "kind",
+    "ordinal",
+    "due_on",
+    "window_start",
+    "window_end",
+    "status",
+    "starts_at",
+    "ends_at",
+    "location",
+    "completed_on",
+    "outcome",
+    "cancel_reason",
+    "cancelled_by_replan",
+    "uid",
+    "sequence",
+    "created_at",
+    "updated_at",
+    "call_again_on",
+    "row_version",
+]
+OUTBOX_COLUMNS = [
+    "id",
+    "dedupe_key",
+    "rule",
+    "audience",
+    "clinic_id",
+    "event_id",
+    "patient_id",
+    "recipient",
+    "due_at",
+    "expires_at",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "message_id",
+    "subject",
+    "created_at",
+    "updated_at",
+    "sent_at",
+    "failed_at",
+    "last_error",
+]
+
+
+# --- Writers ----------------------------------------------------------------------------------
+
+
+def _sqlite_value(value: Any) -> Any:
+    """SQLAlchemy's own SQLite storage formats (naive UTC text for timestamps)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+class Writer:
+    """Bulk rows into one table at a time: executemany on SQLite, COPY on PostgreSQL."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.postgres = engine.dialect.name == "postgresql"
+        self.raw = engine.raw_connection()
+        self.in_transaction = False
+        if not self.postgres:
+            cursor = self.raw.cursor()
+            cursor.execute("PRAGMA synchronous = OFF")
+            cursor.close()
+
+    def write(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        cursor = self.raw.cursor()
+        if self.postgres:
+            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            if not self.in_transaction:
+                cursor.execute("BEGIN")
+                self.in_transaction = True
+            marks = ", ".join("?" * len(columns))
+            cursor.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                [tuple(_sqlite_value(v) for v in row) for row in rows],
+            )
+        cursor.close()
+
+    def commit(self) -> None:
+        if self.postgres:
+            self.raw.commit()
+        elif self.in_transaction:
+            self.raw.cursor().execute("COMMIT")
+            self.in_transaction = False
+
+    def finish(self, tables: Sequence[str]) -> None:
+        cursor = self.raw.cursor()
+        if self.postgres:
+            for table in tables:
+                cursor.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
+                )
+            self.raw.commit()
+            # Autovacuum would do this within minutes of a real bulk load; do it now.
+            self.raw.driver_connection.autocommit = True
+            cursor.execute("VACUUM ANALYZE")
+        cursor.close()
+        self.raw.close()
+
+
+# --- Main -------------------------------------------------------------------------------------
+
+
+def fresh_database(url: str) -> None:
+    if url.startswith("sqlite"):
+        path = Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        return
+    target = sa.make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+
+
+def clinics_and_users(writer: Writer, clinics: int, now: datetime) -> None:
+    from werkzeug.security import generate_password_hash
+
+    password = generate_password_hash(PASSWORD)
+    writer.write(
+        "clinics",
+        [
+            "id",
+            "slug",
+            "name",
+            "timezone",
+            "address",
+            "phone",
+            "working_weekdays",
+            "observe_us_holidays",
+            "created_at",
+            "updated_at",
+        ],
+        [
+            (
+                c,
+                f"clinic-{c}",
+                f"Bench Clinic {c}",
+                ZONES[c % len(ZONES)],
+                f"{c} Example Street",
+                f"+1-555-01{c:02d}",
+                "01234",
+                True,
+                now,
+                now,
+            )
+            for c in range(1, clinics + 1)
+        ],
+    )
+    users = [(1, "admin@bench.test", "Bench Admin", password, "admin", True, 0, now)]
+    users += [
+        (c + 1, f"coord{c}@bench.test", f"Coordinator {c}", password, "coordinator", True, 0, now)
+        for c in range(1, clinics + 1)
+    ]
+    writer.write(
+        "users",
+        [
+            "id",
+            "email",
+            "full_name",
+            "password_hash",
+            "role",
+            "is_active",
+            "session_generation",
+            "created_at",
+        ],
+        users,
+    )
+    writer.write(
+        "user_clinics", ["user_id", "clinic_id"], [(c + 1, c) for c in range(1, clinics + 1)]
+    )
+
+
+def outbox_rows(builder: Builder, count: int, patients: int) -> Iterator[tuple[Any, ...]]:
+    """Reminder history: mostly sent, some failed (the failed-reminders worklist), some
+    withdrawn."""
+    rng, now = builder.rng, builder.now
+    for i in range(1, count + 1):
+        pid = rng.randint(1, patients)
+        status = rng.choices(("sent", "failed", "withdrawn"), (85, 10, 5))[0]
+        due = now - timedelta(days=rng.randint(1, 300))
+        yield (
+            i,
+            f"bench:{i}",
+            "book-window",
+            "patient",
+            (pid - 1) % builder.clinics + 1,
+            None,
+            pid,
+            f"patient{pid}@example.org",
+            due,
+            due + timedelta(days=21),
+            status,
+            1 if status != "failed" else 10,
+            due,
+            f"<bench-{i}@watchful.example.org>",
+            "Time to book your next visit",
+            due,
+            due,
+            due if status == "sent" else None,
+            due if status == "failed" else None,
+            "SMTP 550" if status == "failed" else None,
+        )
+
+
+def generate(
+    target: str, clinics: int, patients: int, outbox: int, seed: int, today: date
+) -> dict[str, Any]:
+    from common import app_config, database_url
+
+    url = database_url(target)
+    started = time.perf_counter()
+    fresh_database(url)
+    app = create_app(app_config(target))
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        upgrade()
+        migrated = time.perf_counter()
+        builder = Builder(clinics, today, seed, app.config["SECRET_KEY"])
+        writer = Writer(db.engine)
+        clinics_and_users(writer, clinics, builder.now)
+        events_total = 0
+        with tqdm(total=patients, unit="patient", desc="patients") as bar:
+            for first in range(1, patients + 1, PATIENT_BATCH):
+                ids = range(first, min(patients, first + PATIENT_BATCH - 1) + 1)
+                patient_rows = [builder.patient(pid) for pid in ids]
+                plan_rows, event_rows = [], []
+                for pid in ids:
+                    plan, events = builder.plan_and_events(pid)
+                    plan_rows.append(plan)
+                    event_rows.extend(events)
+                writer.write("patients", PATIENT_COLUMNS, patient_rows)
+                writer.write("surveillance_plans", PLAN_COLUMNS, plan_rows)
+                writer.write("plan_events", EVENT_COLUMNS, event_rows)
+                writer.commit()
+                events_total += len(event_rows)
+                bar.update(len(ids))
+                bar.set_postfix(events=events_total)
+        writer.write(
+            "outbox_messages", OUTBOX_COLUMNS, list(outbox_rows(builder, outbox, patients))
+        )
+        writer.commit()
+        writer.finish(
+            ["clinics", "users", "patients", "surveillance_plans", "plan_events", "outbox_messages"]
+        )
+        counts = {}
+        with db.engine.connect() as conn:
+            for status, n in conn.execute(
+                sa.text("SELECT status, COUNT(*) FROM plan_events GROUP BY status ORDER BY 1")
+            ):
+                counts[status] = n
+        db.engine.dispose()
+    return {
+        "benchmark": "generate",
+        "database": url.split("://", 1)[0],
+        "target": target,
+        "clinics": clinics,
+        "patients": patients,
+        "plan_templates": len(builder.templates),
+        "events": events_total,
+        "events_by_status": counts,
+        "outbox_messages": outbox,
+        "today": today.isoformat(),
+        "migrate_seconds": round(migrated - started, 1),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def main() -> None:
+    from common import DEFAULT_SQLITE, emit, machine
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("target", nargs="?", default=DEFAULT_SQLITE, help="SQLite path or PG URL")
+    parser.add_argument("--clinics", type=int, default=10)
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--outbox", type=int, default=5_000)
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--today", type=date.fromisoformat, default=datetime.now(UTC).date())
+    args = parser.parse_args()
+    result = generate(args.target, args.clinics, args.patients, args.outbox, args.seed, args.today)
+    emit({**result, "machine": machine()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""A local SMTP server (aiosmtpd) that accepts every message and counts Message-IDs.
+
+    python bench/smtp_sink.py PORT REPORT.json
+
+On SIGTERM it writes {"messages", "unique_message_ids", "duplicates"} to REPORT.json.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sys
+import threading
+from collections import Counter
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.ids: Counter[bytes] = Counter()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        found = MESSAGE_ID.search(envelope.original_content or envelope.content)
+        self.ids[found.group(1) if found else b"(none)"] += 1
+        return "250 OK"
+
+
+def main() -> None:
+    port, report = int(sys.argv[1]), sys.argv[2]
+    handler = Counting()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print("ready", flush=True)
+    stop.wait()
+    controller.stop()
+    total = sum(handler.ids.values())
+    with open(report, "w") as out:
+        json.dump(
+            {
+                "messages": total,
+                "unique_message_ids": len(handler.ids),
+                "duplicates": total - len(handler.ids),
+            },
+            out,
+        )
+
+
+if __name__ == "__main__":
+    main()
