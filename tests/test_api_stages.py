@@ -228,3 +228,27 @@ def test_a_stage_change_is_in_the_audit_log_under_its_user(api, coordinator) -> 
         "biopsy_review",
     ]
     assert all(e.patient_id == patient["id"] for e in created)
+
+
+def test_back_to_watchful_waiting_starts_a_new_plan_from_today(api) -> None:  # type: ignore[no-untyped-def]
+    with time_machine.travel("2026-03-02 17:00:00+00:00", tick=False):
+        body = api.post("/patients", json=factories.enrolment_payload(interval_months=4)).json
+        pid = body["id"]
+        moved = api.post(
+            f"/patients/{pid}/stage",
+            json={"stage": "treatment_planning", "reason": "Scan showed growth"},
+        )
+        assert moved.status_code == 200 and moved.json["plan"]["status"] == "ended"
+        back = api.post(
+            f"/patients/{pid}/stage",
+            json={"stage": "watchful_waiting", "reason": "Board chose to watch"},
+        )
+    assert back.status_code == 200, back.json
+    patient = back.json
+    assert patient["stage"] == "watchful_waiting"
+    assert patient["plan"]["status"] == "active"
+    assert patient["plan"]["enrolled_on"] == "2026-03-02"
+    assert patient["plan"]["interval_months"] == 4  # the last plan's interval
+    visits = [e for e in patient["events"] if e["kind"] == "visit"]
+    assert visits[0]["due_on"] == "2026-07-02" and visits[0]["status"] == "planned"
+    assert any(e["kind"] == "biopsy" for e in patient["events"])

@@ -104,28 +104,55 @@ def enrol(data: Enrolment, clinic: Clinic) -> Patient:
         functional=data.functional,
     )
     interval = data.interval_months or advice.months
-    plan = SurveillancePlan(
-        patient=patient,
-        interval_months=interval,
-        enrolled_on=data.enrolled_on,
-        anchor_on=data.enrolled_on,
-        anchor_ordinal=0,
-        horizon_until=planning.horizon_end(today, data.enrolled_on, _horizon_months()),
-        justification=(data.justification or "").strip() or None,
-    )
     _insert_unique_mrn(patient)
-    db.session.add(plan)
-    slots = _safe_plan(
-        lambda: planning.initial_plan(
-            data.enrolled_on, interval, today, clinic.calendar(), _horizon_months()
-        )
-    )
-    for slot in slots:
-        db.session.add(_new_event(plan, slot))
-    db.session.flush()
+    _start_plan(patient, data.enrolled_on, interval, data.justification, today)
     feed_tokens.rotate_patient_token(patient)
     care_stages.enrolled(patient)
     return patient
+
+
+def _start_plan(
+    patient: Patient, enrolled_on: date, interval: int, justification: str | None, today: date
+) -> SurveillancePlan:
+    """A new active plan with its visits and biopsy (the caller checked the inputs)."""
+    clinic = patient.clinic
+    slots = _safe_plan(
+        lambda: planning.initial_plan(
+            enrolled_on, interval, today, clinic.calendar(), _horizon_months()
+        )
+    )
+    plan = SurveillancePlan(
+        patient=patient,
+        interval_months=interval,
+        enrolled_on=enrolled_on,
+        anchor_on=enrolled_on,
+        anchor_ordinal=0,
+        # The plan reaches as far as its last visit (see ``replan``).
+        horizon_until=max(s.nominal_on for s in slots if s.kind == EventKind.VISIT),
+        justification=(justification or "").strip() or None,
+    )
+    db.session.add(plan)
+    for slot in slots:
+        db.session.add(_new_event(plan, slot))
+    db.session.flush()
+    return plan
+
+
+def restart_surveillance(patient: Patient, reason: str) -> SurveillancePlan:
+    """A patient back in watchful waiting (e.g. after treatment planning decided to watch)
+    gets a new plan counted from today, with the last plan's interval (or the profile's
+    suggestion), so nobody sits in watchful waiting without visits. The reason stands as the
+    justification when the tumour profile needs one."""
+    if patient.active_plan is not None:
+        raise Conflict("This patient already has an active surveillance plan.")
+    today = clock.today_in(patient.clinic.timezone)
+    advice = planning.suggest_interval(patient.differentiation, patient.grade, patient.ki67)
+    previous = patient.latest_plan
+    interval = previous.interval_months if previous else advice.months
+    justification = reason if advice.requires_justification else None
+    plan = _start_plan(patient, today, interval, justification, today)
+    patient.feed_version += 1
+    return plan
 
 
 def _insert_unique_mrn(patient: Patient) -> None:

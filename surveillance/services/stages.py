@@ -62,7 +62,8 @@ def change_stage(patient: Patient, to: str, reason: str, user: User | None) -> S
     """Move ``patient`` to stage ``to`` by hand; ``ValidationFailed`` (422) names what is wrong.
 
     Leaving watchful waiting or biopsy review ends the active surveillance plan (its future
-    events are cancelled) with the same reason.
+    events are cancelled) with the same reason; coming back to watchful waiting without a plan
+    starts a new one from today.
     """
     errors: dict[str, str] = {}
     target: Stage | None = None
@@ -84,7 +85,12 @@ def change_stage(patient: Patient, to: str, reason: str, user: User | None) -> S
 
         plans.end_surveillance(plan, reason, next_stage=target, user=user)
         return patient.stage_history[-1]
-    return _record(patient, target, reason, user)
+    change = _record(patient, target, reason, user)
+    if target is Stage.WATCHFUL_WAITING and patient.active_plan is None:
+        from surveillance.services import plans
+
+        plans.restart_surveillance(patient, reason)
+    return change
 
 
 def _record(patient: Patient, to: Stage, reason: str, user: User | None) -> StageChange:
