@@ -27,6 +27,13 @@ def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
+def postgres_test_database(purpose: str) -> str:
+    """A PostgreSQL database name of this test process's own. ``WATCHFUL_TEST_DB_PREFIX``
+    separates test runs that share one server (two checkouts testing at once)."""
+    prefix = os.environ.get("WATCHFUL_TEST_DB_PREFIX", "watchful")
+    return f"{prefix}_{purpose}_{_worker()}"
+
+
 def _postgres_database(base_url: str, name: str) -> str:
     """A fresh database per test process, so parallel workers never share tables."""
     url = sa.make_url(base_url).set(drivername="postgresql+psycopg")
@@ -44,7 +51,7 @@ def migrated_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     template file that each test copies."""
     base = os.environ.get("TEST_DATABASE_URL")
     if base:
-        url = _postgres_database(base, f"watchful_test_{_worker()}")
+        url = _postgres_database(base, postgres_test_database("test"))
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'template.sqlite3'}"
     app = create_app(base_config(url, tmp_path_factory.mktemp("instance")))

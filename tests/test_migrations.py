@@ -13,15 +13,14 @@ from flask_migrate import downgrade, upgrade
 
 from surveillance import create_app
 from surveillance.extensions import db
-from tests.conftest import _postgres_database
+from tests.conftest import _postgres_database, postgres_test_database
 
 
 @pytest.fixture
 def empty_database_url(tmp_path: Path) -> str:
     base = os.environ.get("TEST_DATABASE_URL")
     if base:
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        return _postgres_database(base, f"watchful_migrations_{worker}")
+        return _postgres_database(base, postgres_test_database("migrations"))
     return f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
 
 

@@ -11,7 +11,7 @@ from flask_migrate import upgrade
 from surveillance import create_app
 from surveillance.extensions import db
 from tests import factories
-from tests.conftest import _postgres_database, base_config
+from tests.conftest import _postgres_database, base_config, postgres_test_database
 from tests.tcp_proxy import TcpProxy
 
 
@@ -65,9 +65,8 @@ def _sqlite_file_unreachable(tmp_path: Path) -> None:
 
 def _postgres_connection_cut(tmp_path: Path) -> None:
     """The test database, reached through a proxy the test can cut."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     base = os.environ["TEST_DATABASE_URL"]
-    direct = sa.make_url(_postgres_database(base, f"watchful_outage_{worker}"))
+    direct = sa.make_url(_postgres_database(base, postgres_test_database("outage")))
     proxy = TcpProxy(direct.host or "127.0.0.1", direct.port or 5432)
     proxy.start()
     via_proxy = direct.set(port=proxy.port).render_as_string(hide_password=False)

@@ -20,7 +20,7 @@ from flask_migrate import downgrade, upgrade
 
 from surveillance import create_app
 from surveillance.extensions import db
-from tests.conftest import _postgres_database, _worker, base_config
+from tests.conftest import _postgres_database, base_config, postgres_test_database
 
 REVISION = "0004_care_stages"
 
@@ -30,7 +30,7 @@ def fresh_app(tmp_path: Path) -> Iterator[Flask]:
     """An app on a database of its own, at no revision at all."""
     base = os.environ.get("TEST_DATABASE_URL")
     if base:
-        url = _postgres_database(base, f"watchful_test_{_worker()}_stages_migration")
+        url = _postgres_database(base, postgres_test_database("stages_migration"))
     else:
         url = f"sqlite:///{tmp_path / 'migration.sqlite3'}"
     app = create_app(base_config(url, tmp_path))

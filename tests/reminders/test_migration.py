@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -12,6 +11,7 @@ from flask_migrate import downgrade, upgrade
 
 from surveillance import create_app
 from surveillance.extensions import db
+from tests.conftest import postgres_test_database
 
 NEW_TABLES = {"outbox_messages", "reminder_settings", "contact_attempts"}
 
@@ -19,7 +19,7 @@ NEW_TABLES = {"outbox_messages", "reminder_settings", "contact_attempts"}
 def _fresh_database(database_url: str, tmp_path: Path) -> str:
     if not database_url.startswith("postgresql"):
         return f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
-    name = f"watchful_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_migrations"
+    name = postgres_test_database("reminders_migration")
     admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
