@@ -18,6 +18,7 @@ from surveillance import audit, backup
 from surveillance.errors import DomainError
 from surveillance.extensions import db, immediate_transactions
 from surveillance.models import Clinic, Role, User
+from surveillance.privacy import NEUTRAL_CLINIC_NAME
 from surveillance.services import accounts
 
 clinics_cli = AppGroup("clinics", help="Manage clinics.")
@@ -37,14 +38,41 @@ def _fail(exc: DomainError) -> None:
 @click.option("--name", required=True)
 @click.option("--timezone", default="America/Denver", show_default=True)
 @click.option("--address", default="")
-def create_clinic(slug: str, name: str, timezone: str, address: str) -> None:
+@click.option(
+    "--calendar-name",
+    default=None,
+    help="The name patients see in calendars, emails and their page. Default: the name, "
+    f"unless it names a condition (then '{NEUTRAL_CLINIC_NAME}').",
+)
+@click.option(
+    "--calendar-address",
+    default=None,
+    help="The address patients see. Default: the address, unless it names a condition.",
+)
+def create_clinic(
+    slug: str,
+    name: str,
+    timezone: str,
+    address: str,
+    calendar_name: str | None,
+    calendar_address: str | None,
+) -> None:
     """Create a clinic."""
     try:
-        clinic = accounts.create_clinic(slug, name, timezone, address)
+        clinic = accounts.create_clinic(
+            slug, name, timezone, address, calendar_name, calendar_address
+        )
     except DomainError as exc:
         _fail(exc)
     db.session.commit()
-    click.echo(f"Created clinic {clinic.slug} ({clinic.name}, {clinic.timezone}).")
+    click.echo(
+        f"Created clinic {clinic.slug} ({clinic.name}, {clinic.timezone}); "
+        f"patients see it as “{clinic.calendar_name}”."
+    )
+    if clinic.calendar_name == NEUTRAL_CLINIC_NAME:
+        click.echo(
+            "Set a name patients will recognise with --calendar-name, or in the clinic settings."
+        )
 
 
 @clinics_cli.command("close")

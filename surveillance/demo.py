@@ -273,6 +273,9 @@ def _ensure_clinic() -> Clinic:
             "Front Range Demo Clinic",
             "America/Denver",
             "100 Example Way, Suite 200, Denver, CO 80202",
+            # What patients see: set explicitly, as staff should (see the clinic settings).
+            calendar_name="Front Range Outpatient Clinic",
+            calendar_address="100 Example Way, Suite 200, Denver, CO 80202",
         )
         clinic.phone = "+1 303 555 0100"
     return clinic

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from surveillance.clinic_calendar import ClinicCalendar
 from surveillance.extensions import db
 from surveillance.planning import EventKind
+from surveillance.privacy import NEUTRAL_CLINIC_NAME, PatientFacingClinic
 from surveillance.stages import Stage
 
 
@@ -107,6 +108,12 @@ class Clinic(db.Model):
     timezone: Mapped[str] = mapped_column(String(64), default="America/Denver")
     address: Mapped[str] = mapped_column(Text, default="")
     phone: Mapped[str] = mapped_column(String(40), default="")
+    # What patients see (calendar feed, emails, their page). ``name`` and ``address`` are for
+    # staff and may name the condition ("Neuroendocrine Tumour Clinic"); see privacy.py.
+    calendar_name: Mapped[str] = mapped_column(
+        String(200), default=NEUTRAL_CLINIC_NAME, server_default=NEUTRAL_CLINIC_NAME
+    )
+    calendar_address: Mapped[str] = mapped_column(Text, default="", server_default="")
     # Python weekday numbers, Monday = 0, as a string of digits: "01234" is Monday to Friday.
     working_weekdays: Mapped[str] = mapped_column(String(7), default="01234")
     observe_us_holidays: Mapped[bool] = mapped_column(default=True)
@@ -116,6 +123,14 @@ class Clinic(db.Model):
     closures: Mapped[list[ClinicClosure]] = relationship(
         back_populates="clinic", cascade="all, delete-orphan", order_by="ClinicClosure.closed_on"
     )
+
+    def for_patients(self) -> PatientFacingClinic:
+        """The clinic as patients see it: the only clinic details patient surfaces read."""
+        return PatientFacingClinic(
+            name=self.calendar_name.strip() or NEUTRAL_CLINIC_NAME,
+            address=self.calendar_address.strip(),
+            phone=self.phone,
+        )
 
     @property
     def weekdays(self) -> frozenset[int]:

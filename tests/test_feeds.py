@@ -499,6 +499,36 @@ def test_privacy_with_a_profile_full_of_diagnosis(client, api) -> None:  # type:
     assert b"declines" not in response.data
 
 
+def test_a_clinic_named_for_the_condition_is_never_named_to_the_patient(  # type: ignore[no-untyped-def]
+    client, api, runner, coordinator, clinic
+) -> None:
+    """Patients' feeds and downloads show only the patient-facing name and address; the
+    coordinators' clinic feed keeps the internal ones."""
+    clinic.name, clinic.address = "Neuroendocrine Tumour Clinic", "Cancer Center, 1 Test Street"
+    clinic.calendar_name, clinic.calendar_address = "Northside Outpatients", "1 Test Street"
+    db.session.commit()
+    patient = enrol(api)
+    visit = api_event(patient)
+    book(api, visit["id"], "2026-07-06T09:30:00")  # no place typed: the patient-facing one
+    secret = path_of(patient["feed_url"])[len("/calendar/") : -len(".ics")]
+    download = client.get(f"/calendar/{secret}/events/{visit['uid']}.ics")
+    assert download.status_code == 200
+    assert_private(download.data, patient)
+    feed = get_feed(client, patient)  # privacy checks, the shared word list among them
+    for document in (feed.data, download.data):
+        text = calendars.unescape("\n".join(calendars.unfolded(document)))
+        assert "Neuroendocrine" not in text and "Cancer Center" not in text
+        assert "SUMMARY:Follow-up visit at Northside Outpatients" in text
+        assert "LOCATION:1 Test Street" in text
+    assert "X-WR-CALNAME:Northside Outpatients: my visits" in calendars.unfolded(feed.data)
+    staff = client.get(clinic_feed_path(runner, coordinator.email))
+    staff_text = calendars.unescape("\n".join(calendars.unfolded(staff.data)))
+    assert "Watchful: Neuroendocrine Tumour Clinic" in staff_text
+    # The word-list check would have caught the internal name.
+    leaked = ical.render(ical.CalendarFeed(events=(), name=f"{clinic.name}: my visits"))
+    assert calendars.forbidden_words_in(leaked) == ["tumour", "neuroendocrine"]
+
+
 # --- Arbitrary text from the database --------------------------------------------------------
 
 
@@ -520,7 +550,8 @@ def test_arbitrary_clinic_and_patient_text_in_both_feeds(  # type: ignore[no-unt
     client, api, runner, coordinator, clinic
 ) -> None:
     """Names, addresses, phone numbers and locations as stored (CR, LF, ``;``, ``,``, ``\\``,
-    emoji, up to the column sizes) never break either feed and read back exactly."""
+    emoji, up to the column sizes) never break either feed and read back exactly: the patient's
+    feed with the clinic's patient-facing name and address, the clinic feed with its own."""
     body = enrol(api, enrolled_on="2025-11-03", interval_months=3)
     visit = api_event(body)
     book(api, visit["id"], "2026-02-03T10:00:00")
@@ -533,15 +564,26 @@ def test_arbitrary_clinic_and_patient_text_in_both_feeds(  # type: ignore[no-unt
     @given(
         name=_db_text(200),
         address=_db_text(600),
+        calendar_name=_db_text(200),
+        calendar_address=_db_text(600),
         phone=_db_text(40),
         location=_db_text(600),
         given_name=_db_text(100),
         family_name=_db_text(100),
     )
     def check(
-        name: str, address: str, phone: str, location: str, given_name: str, family_name: str
+        name: str,
+        address: str,
+        calendar_name: str,
+        calendar_address: str,
+        phone: str,
+        location: str,
+        given_name: str,
+        family_name: str,
     ) -> None:
         clinic.name, clinic.address, clinic.phone = name, address, phone
+        clinic.calendar_name, clinic.calendar_address = calendar_name, calendar_address
+        seen = clinic.for_patients()
         patient.given_name, patient.family_name = given_name, family_name
         event.location = location
         plans.touch(event)
@@ -554,9 +596,12 @@ def test_arbitrary_clinic_and_patient_text_in_both_feeds(  # type: ignore[no-unt
 
         clean = ical.clean_text
         uid = f"{visit['uid']}@watchful.example.org"
-        expected_location = clean(location or address or name)
+        expected_location = {
+            own.data: clean(location or seen.place),
+            shared.data: clean(location or address or name),
+        }
         expected_summary = {
-            own.data: clean(f"Follow-up visit at {name}"),
+            own.data: clean(f"Follow-up visit at {seen.name}"),
             shared.data: clean(
                 f"Follow-up visit, {wording.initials(given_name, family_name)} (P-{body['id']})"
             ),
@@ -575,20 +620,21 @@ def test_arbitrary_clinic_and_patient_text_in_both_feeds(  # type: ignore[no-unt
             assert read_vobject.summary.value == summary
             read_js = next(e for e in js[document]["events"] if e["uid"] == uid)
             assert read_js["summary"] == summary
-            if expected_location:
-                assert str(read_icalendar["LOCATION"]) == expected_location
-                assert read_vobject.location.value == expected_location
-                assert read_js["location"] == expected_location
+            if expected_location[document]:
+                assert str(read_icalendar["LOCATION"]) == expected_location[document]
+                assert read_vobject.location.value == expected_location[document]
+                assert read_js["location"] == expected_location[document]
             else:
                 assert "LOCATION" not in read_icalendar
-        calendar_name = clean(f"{name}: my visits")
-        assert vobject.readOne(own.data.decode()).x_wr_calname.value == calendar_name
-        assert calendars.unescape(js[own.data]["xWrCalname"]) == calendar_name
+        feed_name = clean(f"{seen.name}: my visits")
+        assert vobject.readOne(own.data.decode()).x_wr_calname.value == feed_name
+        assert calendars.unescape(js[own.data]["xWrCalname"]) == feed_name
         description = js[own.data]["events"][0]["description"]
-        assert clean(f"please {wording.call_the_clinic(name, phone or None)}.") in description
-        # Our own words add nothing forbidden: whatever is found came from the data.
+        assert clean(f"please {wording.call_the_clinic(seen.name, phone or None)}.") in description
+        # Our own words add nothing forbidden: whatever is found came from the data patients
+        # may see (never from the internal name and address).
         typed = ical.render(
-            ical.CalendarFeed(events=(), name=f"{name} {address} {phone} {location}")
+            ical.CalendarFeed(events=(), name=f"{seen.name} {seen.address} {phone} {location}")
         )
         assert set(calendars.forbidden_words_in(own.data)) <= set(
             calendars.forbidden_words_in(typed)

@@ -263,6 +263,19 @@ def test_privacy_no_identity_and_no_diagnosis_outside_the_stage_article(client, 
         assert DIAGNOSIS.findall(again.text_outside_article) == [], stage
 
 
+def test_a_clinic_named_for_the_condition_is_never_named_on_the_page(client, patient) -> None:  # type: ignore[no-untyped-def]
+    clinic = patient.clinic
+    clinic.name, clinic.address = "Riverbend NET Clinic", "Cancer Center\n200 River Road"
+    clinic.calendar_name, clinic.calendar_address = "Riverbend Outpatients", "200 River Road"
+    db.session.commit()
+    response, page = get_page(client, patient)
+    html = response.get_data(as_text=True)
+    assert "NET Clinic" not in html and "Cancer Center" not in html
+    assert "This is your private page from Riverbend Outpatients." in page.text
+    assert "Contact your clinic Riverbend Outpatients 200 River Road" in page.text
+    assert DIAGNOSIS.findall(page.text_outside_article) == []
+
+
 def test_the_privacy_check_would_catch_a_leak(client, patient) -> None:  # type: ignore[no-untyped-def]
     """The checks above are only worth something if a leak trips them."""
     leaky = Page(

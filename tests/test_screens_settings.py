@@ -33,6 +33,8 @@ def clinic_form(clinic, **overrides):  # type: ignore[no-untyped-def]
         "name": clinic.name,
         "timezone": clinic.timezone,
         "address": clinic.address,
+        "calendar_name": clinic.calendar_name,
+        "calendar_address": clinic.calendar_address,
         "phone": "+1 303 555 0100",
         "working_weekdays": ["0", "1", "2", "3", "4"],
         "observe_us_holidays": "y",

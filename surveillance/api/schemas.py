@@ -76,7 +76,12 @@ class BookingIn(Input):
         description="Local date and time in the clinic's time zone, without an offset."
     )
     duration_minutes: Annotated[int, Field(ge=5, le=480)] = 30
-    location: Annotated[str, StringConstraints(max_length=500)] | None = None
+    location: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+        default=None,
+        description="Where the visit is. The patient sees it in their calendar and emails, so "
+        "text naming the condition (cancer, tumour, NET, oncology, ...) is refused with 422. "
+        "Empty: the clinic's patient-facing address, else its patient-facing name.",
+    )
 
 
 class CompletionIn(Input):

@@ -31,6 +31,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from surveillance import privacy
 from surveillance.clinic_calendar import WEEKDAY_NAMES
 from surveillance.services.enrolment_input import FIELDS
 
@@ -139,7 +140,8 @@ class BookingForm(FlaskForm):
     location = StringField(
         "Location",
         validators=[Optional(), Length(max=500)],
-        description="Leave empty to use the clinic's address.",
+        description="The patient sees it in their calendar and emails, so leave out words that "
+        "name a condition. Leave empty to use the address patients see.",
     )
     submit = SubmitField("Save booking")
 
@@ -191,9 +193,35 @@ def _timezones() -> list[tuple[str, str]]:
 
 
 class ClinicForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired("A clinic needs a name."), Length(max=200)])
+    name = StringField(
+        "Name",
+        validators=[DataRequired("A clinic needs a name."), Length(max=200)],
+        description="For staff: these screens and the clinic calendar. Patients never see it.",
+    )
     timezone = SelectField("Time zone", choices=[])
-    address = TextAreaField("Address", validators=[Length(max=1000)], render_kw={"rows": 2})
+    address = TextAreaField(
+        "Address",
+        validators=[Length(max=1000)],
+        render_kw={"rows": 2},
+        description="For staff, like the name.",
+    )
+    calendar_name = StringField(
+        "Name patients see",
+        validators=[DataRequired(privacy.NAME_NEEDED), Length(max=200)],
+        description=(
+            "Shown in patients' calendars, reminder emails and their own page, which other "
+            "people may see (a lock screen, a shared family calendar). Use a name that does not "
+            "say what the clinic treats: “Outpatient Clinic 3”, not “Neuroendocrine Tumour "
+            "Clinic”."
+        ),
+    )
+    calendar_address = TextAreaField(
+        "Address patients see",
+        validators=[Length(max=1000)],
+        render_kw={"rows": 2},
+        description="Where patients come for visits, without condition words. Leave it "
+        "empty to show no address.",
+    )
     phone = StringField("Phone", validators=[Length(max=40)], render_kw={"type": "tel"})
     working_weekdays = MultiCheckboxField(
         "Working days", choices=options((i, name) for i, name in enumerate(WEEKDAY_NAMES))

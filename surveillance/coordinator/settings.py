@@ -23,6 +23,7 @@ from surveillance.coordinator.support import me, show_errors
 from surveillance.errors import DomainError, NotFound
 from surveillance.extensions import db
 from surveillance.models import Clinic, User
+from surveillance.privacy import NEUTRAL_CLINIC_NAME
 from surveillance.reminders import settings as reminder_settings
 from surveillance.reminders.rules import format_days
 from surveillance.services import accounts, clinic_admin
@@ -59,6 +60,7 @@ def settings() -> Any:
         "coordinator/settings.html",
         clinics=db.session.scalars(select(Clinic).order_by(Clinic.name)).all(),
         users=db.session.scalars(select(User).order_by(User.email)).all(),
+        neutral_clinic_name=NEUTRAL_CLINIC_NAME,
     )
 
 
@@ -89,6 +91,8 @@ def clinic_settings(clinic_id: int) -> Any:
                     name=form.name.data or "",
                     timezone=form.timezone.data or "",
                     address=form.address.data or "",
+                    calendar_name=form.calendar_name.data or "",
+                    calendar_address=form.calendar_address.data or "",
                     phone=form.phone.data or "",
                     working_weekdays=[int(d) for d in form.working_weekdays.data or []],
                     observe_us_holidays=bool(form.observe_us_holidays.data),
@@ -125,6 +129,7 @@ def _clinic_page(
             closure_form=closure_form or ClosureForm(formdata=None),
             remove_form=ActionForm(formdata=None),
             reminder_form=reminder_form,
+            neutral_clinic_name=NEUTRAL_CLINIC_NAME,
         ),
         status,
     )

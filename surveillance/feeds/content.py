@@ -4,7 +4,7 @@ Patient feed (one patient's events):
 
 * planned → ``TENTATIVE`` all-day on the due date, telling the patient to call the clinic to
   book within the window; shown as long as it is open, up to a year after the due date;
-* booked → ``CONFIRMED``, timed in the clinic's zone, at the clinic's address, with a display
+* booked → ``CONFIRMED``, timed in the clinic's zone, at the booked place, with a display
   alarm a day before;
 * completed → ``CONFIRMED`` history (at the booked time, or all-day on the day it happened)
   for a year, then it drops;
@@ -12,8 +12,12 @@ Patient feed (one patient's events):
   after the change so every client removes it, then it drops. A missed visit that is booked
   again comes back ``CONFIRMED`` under the same UID.
 
+The patient feed names the clinic only by its patient-facing name and address
+(:meth:`Clinic.for_patients`): the internal name may name the condition.
+
 Clinic feed (a coordinator's clinics): the same events, seen from the clinic, from 30 days
-back to 180 days ahead; patients appear by initials and an internal reference only.
+back to 180 days ahead, under the clinics' internal names; patients appear by initials and an
+internal reference only.
 
 Nothing here reads the clock: "today" is passed in, so the same data and day always give the
 same bytes.
@@ -33,6 +37,7 @@ from surveillance import ical
 from surveillance.extensions import db
 from surveillance.feeds import urls, wording
 from surveillance.models import Clinic, EventStatus, Patient, PlanEvent
+from surveillance.privacy import PatientFacingClinic
 
 REFRESH = timedelta(hours=6)
 REMINDER_BEFORE = timedelta(days=1)
@@ -99,7 +104,10 @@ def last_day_shown(event: PlanEvent, zone: ZoneInfo, day: date) -> date:
 
 
 def _patient_description(
-    event: PlanEvent, clinic: Clinic, when: ical.AllDay | ical.Timed, page_url: str | None
+    event: PlanEvent,
+    clinic: PatientFacingClinic,
+    when: ical.AllDay | ical.Timed,
+    page_url: str | None,
 ) -> str:
     call = wording.call_the_clinic(clinic.name, clinic.phone or None)
     kind = wording.title(event.kind).lower()
@@ -126,7 +134,7 @@ def _patient_description(
     return "\n".join(line for line in lines if line)
 
 
-def _patient_summary(event: PlanEvent, clinic: Clinic) -> str:
+def _patient_summary(event: PlanEvent, clinic: PatientFacingClinic) -> str:
     title = wording.title(event.kind)
     if event.status == EventStatus.PLANNED:
         return f"{title} due: please call {clinic.name} to book"
@@ -137,16 +145,19 @@ def _patient_summary(event: PlanEvent, clinic: Clinic) -> str:
     return f"{title} at {clinic.name}"
 
 
-def booked_location(event: PlanEvent, clinic: Clinic) -> str:
-    """Where a timed event takes place: as booked, else the clinic's address or name."""
+def booked_location(event: PlanEvent, clinic_place: str) -> str:
+    """Where a timed event takes place: as booked, else the clinic's place as the reader of
+    the feed knows it (patient-facing, or internal for staff)."""
     if event.starts_at is None:
         return ""
-    return event.location or clinic.address or clinic.name
+    return event.location or clinic_place
 
 
 def patient_event(event: PlanEvent, clinic: Clinic, page_url: str | None) -> ical.CalendarEvent:
-    """One event as the patient sees it (neutral words, no condition, no results)."""
+    """One event as the patient sees it (neutral words, no condition, no results, and the
+    clinic under its patient-facing name)."""
     when = event_when(event, clinic.timezone)
+    shown = clinic.for_patients()
     booked = event.status == EventStatus.BOOKED
     shows_place = event.status in (EventStatus.BOOKED, EventStatus.COMPLETED)
     title = wording.title(event.kind)
@@ -155,14 +166,14 @@ def patient_event(event: PlanEvent, clinic: Clinic, page_url: str | None) -> ica
         sequence=event.sequence,
         status=_STATUS[EventStatus(event.status)],
         when=when,
-        summary=_patient_summary(event, clinic),
+        summary=_patient_summary(event, shown),
         dtstamp=event.updated_at,
         last_modified=event.updated_at,
         created=event.created_at,
-        description=_patient_description(event, clinic, when, page_url),
-        location=booked_location(event, clinic) if shows_place else "",
+        description=_patient_description(event, shown, when, page_url),
+        location=booked_location(event, shown.place) if shows_place else "",
         url=page_url or "",
-        reminder=ical.Reminder(REMINDER_BEFORE, f"Tomorrow: {title} at {clinic.name}")
+        reminder=ical.Reminder(REMINDER_BEFORE, f"Tomorrow: {title} at {shown.name}")
         if booked
         else None,
         # Only a timed visit that is on makes the patient busy; all-day reminders never do.
@@ -193,10 +204,11 @@ def patient_calendar(
             changes.append(event.updated_at)
         else:
             changes.append(_local_midnight(last_day + timedelta(days=1), zone))
+    clinic_name = clinic.for_patients().name
     feed = ical.CalendarFeed(
         events=tuple(sorted(shown, key=_sort_key)),
-        name=f"{clinic.name}: my visits",
-        description=f"Your follow-up visits with {clinic.name}.",
+        name=f"{clinic_name}: my visits",
+        description=f"Your follow-up visits with {clinic_name}.",
         refresh=REFRESH,
         timezone=clinic.timezone,
     )
@@ -263,7 +275,9 @@ def clinic_event(event: PlanEvent) -> ical.CalendarEvent:
         last_modified=event.updated_at,
         created=event.created_at,
         description="\n".join(lines),
-        location=booked_location(event, clinic) if isinstance(when, ical.Timed) else "",
+        location=booked_location(event, clinic.address or clinic.name)
+        if isinstance(when, ical.Timed)
+        else "",
         transparent=not isinstance(when, ical.Timed) or event.status in _GONE,
     )
 

@@ -62,7 +62,9 @@ def page(token: str) -> str:
         "patient/page.html",
         token=token,
         first_name=patient.given_name,
-        clinic=clinic,
+        # The patient-facing name, address and phone only: the internal name may name the
+        # condition, and this page is opened on phones other people see.
+        clinic=clinic.for_patients(),
         stage_label=label(patient.stage),
         article=education.for_stage(patient.stage),
         appointments=appointments,

@@ -3,8 +3,9 @@
 Messages are rendered when they are sent, not when queued, so they describe the event as it
 is at that moment (a changed location, a corrected name); the delivery check has already made
 sure the reminder itself still applies. Words stay neutral: no diagnosis, the patient's first
-name at most, and a link to their own page. Coordinators see a patient as initials and an
-internal reference only.
+name at most, the clinic under its patient-facing name and address only (the internal name
+may name the condition), and a link to their own page. Coordinators see the clinic's internal
+name, and a patient as initials and an internal reference only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from flask import current_app, render_template
 
 from surveillance.feeds import urls, wording
 from surveillance.feeds.content import single_event_ics
-from surveillance.models import OutboxMessage, Patient, PlanEvent
+from surveillance.models import Clinic, OutboxMessage, Patient, PlanEvent
 from surveillance.reminders.rules import Audience, Rule
 
 KIND_LABELS = {kind: title.lower() for kind, title in wording.TITLES.items()}
@@ -69,7 +70,21 @@ def coordinator_patient_url(patient: Patient) -> str:
     return f"{base_url()}/patients/{patient.id}"
 
 
-def _event_context(event: PlanEvent) -> dict[str, Any]:
+def _clinic_context(clinic: Clinic, audience: str) -> dict[str, Any]:
+    """The clinic's name and address as this audience may see them."""
+    if audience == Audience.PATIENT:
+        shown = clinic.for_patients()
+        name, address = shown.name, shown.address
+    else:
+        name, address = clinic.name, clinic.address
+    return {
+        "clinic_name": name,
+        "clinic_phone": clinic.phone or None,
+        "clinic_address": address or None,
+    }
+
+
+def _event_context(event: PlanEvent, clinic_place: str) -> dict[str, Any]:
     clinic = event.patient.clinic
     local_start = event.starts_at.astimezone(ZoneInfo(clinic.timezone)) if event.starts_at else None
     return {
@@ -84,7 +99,7 @@ def _event_context(event: PlanEvent) -> dict[str, Any]:
             if local_start
             else None
         ),
-        "location": event.location or clinic.address or clinic.name,
+        "location": event.location or clinic_place,
     }
 
 
@@ -100,11 +115,7 @@ def _render(template: str, subject: str, **context: Any) -> Rendered:
 def render(message: OutboxMessage, today: date, digest: dict[str, Any] | None = None) -> Rendered:
     """The subject, bodies and attachments of an outbox message as it should go out now."""
     clinic = message.clinic
-    common: dict[str, Any] = {
-        "clinic_name": clinic.name,
-        "clinic_phone": clinic.phone or None,
-        "clinic_address": clinic.address or None,
-    }
+    common = _clinic_context(clinic, message.audience)
     if message.rule == Rule.DIGEST:
         assert digest is not None
         total = sum(section["total"] for section in digest["sections"])
@@ -114,7 +125,7 @@ def render(message: OutboxMessage, today: date, digest: dict[str, Any] | None = 
         )
     event, patient = message.event, message.patient
     assert event is not None and patient is not None
-    common.update(_event_context(event))
+    common.update(_event_context(event, common["clinic_address"] or common["clinic_name"]))
     if message.audience == Audience.COORDINATOR:
         common.update(
             initials=initials(patient),

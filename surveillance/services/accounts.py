@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from surveillance import clock
+from surveillance import clock, privacy
 from surveillance.errors import Conflict, NotFound, ValidationFailed
 from surveillance.extensions import db
 from surveillance.models import ApiToken, Clinic, ClinicClosure, Role, User
@@ -20,8 +20,15 @@ LAST_USED_RESOLUTION = timedelta(minutes=5)
 
 
 def create_clinic(
-    slug: str, name: str, timezone: str = "America/Denver", address: str = ""
+    slug: str,
+    name: str,
+    timezone: str = "America/Denver",
+    address: str = "",
+    calendar_name: str | None = None,
+    calendar_address: str | None = None,
 ) -> Clinic:
+    """A new clinic. What patients see defaults to the internal name and address when those
+    give nothing away (else a neutral name and no address); given values are checked."""
     errors = {}
     if not slug or not slug.replace("-", "").isalnum() or slug != slug.lower():
         errors["slug"] = "Use lower-case letters, digits and hyphens."
@@ -33,11 +40,23 @@ def create_clinic(
         errors["timezone"] = (
             f"Unknown time zone {timezone!r}; use an IANA name like America/Denver."
         )
+    if calendar_name is None:
+        calendar_name = privacy.patient_facing_name_for(name)
+    if calendar_address is None:
+        calendar_address = privacy.patient_facing_address_for(address)
+    errors |= privacy.patient_facing_clinic_errors(calendar_name, calendar_address)
     if errors:
         raise ValidationFailed(errors)
     if db.session.scalar(select(Clinic.id).where(Clinic.slug == slug)) is not None:
         raise Conflict(f"A clinic with slug {slug!r} already exists.", {"slug": "Already in use."})
-    clinic = Clinic(slug=slug, name=name.strip(), timezone=timezone, address=address.strip())
+    clinic = Clinic(
+        slug=slug,
+        name=name.strip(),
+        timezone=timezone,
+        address=address.strip(),
+        calendar_name=calendar_name.strip(),
+        calendar_address=calendar_address.strip(),
+    )
     db.session.add(clinic)
     db.session.flush()
     return clinic

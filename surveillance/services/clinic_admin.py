@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 
-from surveillance import clock, planning
+from surveillance import clock, planning, privacy
 from surveillance.errors import Conflict, NotFound, ValidationFailed
 from surveillance.extensions import db
 from surveillance.models import (
@@ -53,11 +53,14 @@ def update_clinic(
     phone: str,
     working_weekdays: Iterable[int],
     observe_us_holidays: bool,
+    calendar_name: str,
+    calendar_address: str,
 ) -> CalendarChange:
     weekdays = sorted(set(working_weekdays))
     errors: dict[str, str] = {}
     if not name.strip():
         errors["name"] = "A clinic needs a name."
+    errors |= privacy.patient_facing_clinic_errors(calendar_name, calendar_address)
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -77,6 +80,8 @@ def update_clinic(
     clinic.name = name.strip()
     clinic.timezone = timezone
     clinic.address = address.strip()
+    clinic.calendar_name = calendar_name.strip()
+    clinic.calendar_address = calendar_address.strip()
     clinic.phone = phone.strip()
     clinic.working_weekdays = "".join(map(str, weekdays))
     clinic.observe_us_holidays = observe_us_holidays

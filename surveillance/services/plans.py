@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from surveillance import clock, planning
+from surveillance import clock, planning, privacy
 from surveillance.errors import Conflict, ValidationFailed
 from surveillance.extensions import db
 from surveillance.models import (
@@ -448,8 +448,17 @@ def _set_booking(
     event: PlanEvent, starts_at: datetime, duration_minutes: int, location: str | None
 ) -> None:
     clinic = event.patient.clinic
-    event.starts_at, event.ends_at = _local_slot(clinic, starts_at, duration_minutes)
-    event.location = (location or "").strip() or clinic.address or clinic.name
+    typed = (location or "").strip()
+    # The place goes into the patient's calendar and emails: it must not name the condition.
+    location_errors = privacy.patient_visible_errors({"location": typed})
+    try:
+        slot = _local_slot(clinic, starts_at, duration_minutes)
+    except ValidationFailed as exc:
+        raise ValidationFailed(exc.fields | location_errors) from None
+    if location_errors:
+        raise ValidationFailed(location_errors)
+    event.starts_at, event.ends_at = slot
+    event.location = typed or clinic.for_patients().place
     event.status = EventStatus.BOOKED
     touch(event)
     db.session.flush()

@@ -443,3 +443,39 @@ def test_starttls_when_mail_use_tls_is_set(clinic, app, tmp_path, monkeypatch) -
         assert len(recorder.received) == 1
     finally:
         controller.stop()
+
+
+def test_a_clinic_named_for_the_condition_is_never_named_in_patient_emails(  # type: ignore[no-untyped-def]
+    clinic, smtp: MailServer
+) -> None:
+    """Subject, bodies and the attached .ics name the clinic as patients see it."""
+    clinic.name, clinic.address = "Neuroendocrine Tumour Clinic", "Cancer Center, 1 Test Street"
+    clinic.calendar_name, clinic.calendar_address = "Northside Outpatients", "1 Test Street"
+    db.session.commit()
+    with time_machine.travel(ENROLLED, tick=False):
+        p = patient(clinic)
+    with time_machine.travel(WINDOW_OPENS, tick=False):
+        queue()
+        assert deliver().sent == 1  # time to book
+    visit = event(p)
+    with time_machine.travel("2026-03-19 16:15:00+00:00", tick=False):
+        book(visit, local(2026, 3, 26, 10, 15))  # no place typed
+        queue()
+        assert deliver().sent == 1  # the booked reminder, with its .ics
+    assert len(smtp.received) == 2
+    for received in smtp.received:
+        parts = [received.message["Subject"], received.text(), received.html()]
+        parts += [  # the attached .ics, unfolded
+            part.get_content().replace("\r\n ", "")
+            for part in received.message.walk()
+            if part.get_content_type() == "text/calendar"
+        ]
+        for part in parts:
+            assert_neutral(part, p)
+            assert "Neuroendocrine" not in part and "Cancer Center" not in part
+        assert "Northside Outpatients" in received.text()
+    booked = smtp.received[1]
+    assert "1 Test Street" in booked.text()
+    assert "SUMMARY:Follow-up visit at Northside Outpatients" in booked.part(
+        "text/calendar"
+    ).get_content().replace("\r\n ", "")
