@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,22 @@ def base_config(database_url: str, instance: Path) -> dict[str, object]:
         # Never a shared Redis from the environment: tests reset the counters.
         "RATELIMIT_STORAGE_URI": "memory://",
     }
+
+
+@contextmanager
+def app_on_an_empty_database(tmp_path: Path, purpose: str) -> Iterator[Flask]:
+    """An app in its context on a database of its own at no revision at all, for tests that
+    migrate it themselves."""
+    base = os.environ.get("TEST_DATABASE_URL")
+    if base:
+        url = _postgres_database(base, postgres_test_database(purpose))
+    else:
+        url = f"sqlite:///{tmp_path / f'{purpose}.sqlite3'}"
+    app = create_app(base_config(url, tmp_path))
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture

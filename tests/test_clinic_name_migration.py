@@ -7,7 +7,6 @@ that had that name or address copied in as their place get the new patient-facin
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +15,8 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import downgrade, upgrade
 
-from surveillance import create_app
 from surveillance.extensions import db
-from tests.conftest import _postgres_database, base_config, postgres_test_database
+from tests.conftest import app_on_an_empty_database
 
 BEFORE, REVISION = "0005_performance_indexes", "0006_patient_facing_clinic_name"
 NOW = "2026-01-05 12:00:00"
@@ -32,16 +30,8 @@ CLINICS = {
 @pytest.fixture
 def fresh_app(tmp_path: Path) -> Iterator[Flask]:
     """An app on a database of its own, at no revision at all."""
-    base = os.environ.get("TEST_DATABASE_URL")
-    if base:
-        url = _postgres_database(base, postgres_test_database("clinic_name_migration"))
-    else:
-        url = f"sqlite:///{tmp_path / 'migration.sqlite3'}"
-    app = create_app(base_config(url, tmp_path))
-    with app.app_context():
+    with app_on_an_empty_database(tmp_path, "clinic_name_migration") as app:
         yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 def _existing_rows() -> None:

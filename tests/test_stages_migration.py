@@ -7,7 +7,6 @@ the upgrade the models and the migrations agree (no pending autogenerate diff).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +17,8 @@ from alembic.migration import MigrationContext
 from flask import Flask
 from flask_migrate import downgrade, upgrade
 
-from surveillance import create_app
 from surveillance.extensions import db
-from tests.conftest import _postgres_database, base_config, postgres_test_database
+from tests.conftest import app_on_an_empty_database
 
 REVISION = "0004_care_stages"
 
@@ -28,16 +26,8 @@ REVISION = "0004_care_stages"
 @pytest.fixture
 def fresh_app(tmp_path: Path) -> Iterator[Flask]:
     """An app on a database of its own, at no revision at all."""
-    base = os.environ.get("TEST_DATABASE_URL")
-    if base:
-        url = _postgres_database(base, postgres_test_database("stages_migration"))
-    else:
-        url = f"sqlite:///{tmp_path / 'migration.sqlite3'}"
-    app = create_app(base_config(url, tmp_path))
-    with app.app_context():
+    with app_on_an_empty_database(tmp_path, "stages_migration") as app:
         yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 NOW = "2026-01-05 12:00:00"

@@ -15,27 +15,19 @@ from surveillance.coordinator import bp
 from surveillance.coordinator.filters import contact_result, event_name, format_day, rule_label
 from surveillance.coordinator.forms import ActionForm, ContactAttemptForm, StageForm
 from surveillance.coordinator.patient_context import contact_form_for, stage_form_for
-from surveillance.coordinator.patients import _patient_page
-from surveillance.coordinator.support import me, show_errors
-from surveillance.errors import DomainError, NotFound, ValidationFailed
+from surveillance.coordinator.patients import _patient_page, patient_page_again
+from surveillance.coordinator.support import RedirectWith, commit_or_roll_back, me
+from surveillance.errors import NotFound, ValidationFailed
 from surveillance.extensions import db
 from surveillance.feeds import urls
-from surveillance.models import OutboxMessage, Patient
+from surveillance.models import OutboxMessage, Patient, PlanEvent
 from surveillance.reminders import outbox
 from surveillance.services import access, contacts, feed_tokens
 from surveillance.services import stages as stage_service
 
 
-def _to_patient(patient: Patient, anchor: str) -> Any:
-    return redirect(url_for("coordinator.patient", patient_id=patient.id, _anchor=anchor))
-
-
-def _again(patient: Patient, exc: DomainError, form: Any, **forms: Any) -> Any:
-    """Show the patient page again with the service's messages next to the fields."""
-    db.session.rollback()
-    show_errors(form, exc)
-    db.session.refresh(patient)
-    return _patient_page(patient, status=exc.status_code, **forms)
+def _patient_url(patient: Patient, anchor: str) -> str:
+    return url_for("coordinator.patient", patient_id=patient.id, _anchor=anchor)
 
 
 # --- Care stage -------------------------------------------------------------------------------
@@ -49,16 +41,21 @@ def change_stage(patient_id: int) -> Any:
         return _patient_page(patient, stage_form=form, status=422)
     before = patient.stage
     had_plan = patient.active_plan is not None
-    try:
-        stage_service.change_stage(patient, form.stage.data or "", form.reason.data or "", me())
-    except DomainError as exc:
-        return _again(patient, exc, form, stage_form=form)
-    db.session.commit()
-    message = f"Moved from {stages.label(before)} to {stages.label(patient.stage)}."
-    if had_plan and patient.active_plan is None:
-        message += " Surveillance ended: upcoming visits and the biopsy were cancelled."
-    flash(message, "success")
-    return _to_patient(patient, "care-stage")
+
+    def moved(_: Any) -> RedirectWith:
+        message = f"Moved from {stages.label(before)} to {stages.label(patient.stage)}."
+        if had_plan and patient.active_plan is None:
+            message += " Surveillance ended: upcoming visits and the biopsy were cancelled."
+        return RedirectWith(_patient_url(patient, "care-stage"), message)
+
+    return commit_or_roll_back(
+        lambda: stage_service.change_stage(
+            patient, form.stage.data or "", form.reason.data or "", me()
+        ),
+        form=form,
+        failed=lambda exc: patient_page_again(patient, exc, stage_form=form),
+        done=moved,
+    )
 
 
 # --- Contact attempts -------------------------------------------------------------------------
@@ -72,21 +69,28 @@ def log_contact_attempt(patient_id: int) -> Any:
     if not form.validate():
         return _patient_page(patient, contact_form=form, status=422)
     event = next((e for e in events if str(e.id) == form.event.data), None)
-    try:
+
+    def log() -> PlanEvent:
         if event is None:
             raise ValidationFailed({"event": "Choose one of this patient's open events."})
         contacts.log_attempt(
             event, me(), form.result.data or "", form.note.data, form.call_again_on.data
         )
-    except DomainError as exc:
-        return _again(patient, exc, form, contact_form=form)
-    db.session.commit()
-    message = f"Logged a contact attempt about {event_name(event).lower()}: "
-    message += f"{contact_result(form.result.data or '')}."
-    if event.call_again_on is not None:
-        message += f" It stays off the worklists until {format_day(event.call_again_on)}."
-    flash(message, "success")
-    return _to_patient(patient, "contact-attempts")
+        return event
+
+    def logged(about: PlanEvent) -> RedirectWith:
+        message = f"Logged a contact attempt about {event_name(about).lower()}: "
+        message += f"{contact_result(form.result.data or '')}."
+        if about.call_again_on is not None:
+            message += f" It stays off the worklists until {format_day(about.call_again_on)}."
+        return RedirectWith(_patient_url(patient, "contact-attempts"), message)
+
+    return commit_or_roll_back(
+        log,
+        form=form,
+        failed=lambda exc: patient_page_again(patient, exc, contact_form=form),
+        done=logged,
+    )
 
 
 # --- Failed reminders (Today's "failed-reminders" worklist) -----------------------------------
@@ -99,9 +103,9 @@ def _failed_message(message_id: int) -> OutboxMessage:
     return message
 
 
-def _back_to_failed() -> Any:
+def _failed_list_url() -> str:
     clinic = request.form.get("clinic", type=int)
-    return redirect(url_for("coordinator.today", list="failed-reminders", clinic=clinic))
+    return url_for("coordinator.today", list="failed-reminders", clinic=clinic)
 
 
 def _who(message: OutboxMessage) -> str:
@@ -113,38 +117,34 @@ def _who(message: OutboxMessage) -> str:
 @bp.post("/reminders/<int:message_id>/dismiss")
 def dismiss_reminder(message_id: int) -> Any:
     message = _failed_message(message_id)
-    if ActionForm().validate():
-        try:
-            outbox.dismiss(message, clock.utcnow())
-        except DomainError as exc:
-            db.session.rollback()
-            flash(f"Not dismissed: {exc.message}", "error")
-        else:
-            db.session.commit()
-            flash(
-                f"Dismissed the failed “{rule_label(message.rule)}” email to {_who(message)}.",
-                "success",
-            )
-    return _back_to_failed()
+    if not ActionForm().validate():
+        return redirect(_failed_list_url())
+    return commit_or_roll_back(
+        lambda: outbox.dismiss(message, clock.utcnow()),
+        failed=lambda exc: RedirectWith(
+            _failed_list_url(), f"Not dismissed: {exc.message}", "error"
+        ),
+        done=lambda _: RedirectWith(
+            _failed_list_url(),
+            f"Dismissed the failed “{rule_label(message.rule)}” email to {_who(message)}.",
+        ),
+    )
 
 
 @bp.post("/reminders/<int:message_id>/retry")
 def retry_reminder(message_id: int) -> Any:
     message = _failed_message(message_id)
-    if ActionForm().validate():
-        try:
-            outbox.retry(message, clock.utcnow())
-        except DomainError as exc:
-            db.session.rollback()
-            flash(f"Not retried: {exc.message}", "error")
-        else:
-            db.session.commit()
-            flash(
-                f"The “{rule_label(message.rule)}” email to {_who(message)} is queued again; "
-                "it goes out within a minute or two.",
-                "success",
-            )
-    return _back_to_failed()
+    if not ActionForm().validate():
+        return redirect(_failed_list_url())
+    return commit_or_roll_back(
+        lambda: outbox.retry(message, clock.utcnow()),
+        failed=lambda exc: RedirectWith(_failed_list_url(), f"Not retried: {exc.message}", "error"),
+        done=lambda _: RedirectWith(
+            _failed_list_url(),
+            f"The “{rule_label(message.rule)}” email to {_who(message)} is queued again; "
+            "it goes out within a minute or two.",
+        ),
+    )
 
 
 # --- The coordinator's own clinic calendar feed ----------------------------------------------

@@ -10,22 +10,24 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import redirect, render_template, request, url_for
 
 from surveillance.coordinator import bp
 from surveillance.coordinator.filters import event_name, format_day, local_time
 from surveillance.coordinator.forms import ActionForm, BookingForm, CancelForm, CompletionForm
-from surveillance.coordinator.support import me, show_errors, today_for
+from surveillance.coordinator.support import RedirectWith, commit_or_roll_back, me, today_for
 from surveillance.errors import DomainError
 from surveillance.extensions import db
 from surveillance.models import PlanEvent
 from surveillance.services import access, plans
 
 
+def _event_url(event: PlanEvent) -> str:
+    return url_for("coordinator.patient", patient_id=event.patient_id, _anchor=f"event-{event.id}")
+
+
 def _back(event: PlanEvent) -> Any:
-    return redirect(
-        url_for("coordinator.patient", patient_id=event.patient_id, _anchor=f"event-{event.id}")
-    )
+    return redirect(_event_url(event))
 
 
 def _page(event: PlanEvent, form: Any, action: str, title: str, status: int = 200) -> Any:
@@ -42,9 +44,8 @@ def _page(event: PlanEvent, form: Any, action: str, title: str, status: int = 20
     )
 
 
-def _failed(event: PlanEvent, form: Any, action: str, title: str, exc: DomainError) -> Any:
-    db.session.rollback()
-    show_errors(form, exc)
+def _again(event: PlanEvent, form: Any, action: str, title: str, exc: DomainError) -> Any:
+    """The action's page again, after a failed attempt, with the event as stored."""
     db.session.refresh(event)
     return _page(event, form, action, title, exc.status_code)
 
@@ -62,17 +63,17 @@ def book_or_reschedule(event_id: int) -> Any:
     if not form.validate():
         return _page(event, form, action, title, 422)
     starts_at = datetime.combine(form.day.data, form.start_time.data)
-    try:
-        do = plans.book if action == "book" else plans.reschedule
-        do(event, starts_at, form.duration_minutes.data, form.location.data)
-    except DomainError as exc:
-        return _failed(event, form, action, title, exc)
-    db.session.commit()
+    do = plans.book if action == "book" else plans.reschedule
     verb = "Booked" if action == "book" else "Rescheduled"
-    flash(
-        f"{verb} {event_name(event).lower()}: {local_time(event)} at {event.location}.", "success"
+    return commit_or_roll_back(
+        lambda: do(event, starts_at, form.duration_minutes.data, form.location.data),
+        form=form,
+        failed=lambda exc: _again(event, form, action, title, exc),
+        done=lambda _: RedirectWith(
+            _event_url(event),
+            f"{verb} {event_name(event).lower()}: {local_time(event)} at {event.location}.",
+        ),
     )
-    return _back(event)
 
 
 def _prefill_booking(form: BookingForm, event: PlanEvent) -> None:
@@ -101,19 +102,22 @@ def complete(event_id: int) -> Any:
     if not form.validate():
         return _page(event, form, "complete", title, 422)
     was_active = event.plan.status == "active"
-    try:
-        plans.complete(event, form.completed_on.data, form.outcome.data)
-    except DomainError as exc:
-        return _failed(event, form, "complete", title, exc)
-    db.session.commit()
-    message = (
-        f"Recorded {event_name(event).lower()} as completed on "
-        f"{format_day(event.completed_on)} ({event.outcome})."
+
+    def completed(_: None) -> RedirectWith:
+        message = (
+            f"Recorded {event_name(event).lower()} as completed on "
+            f"{format_day(event.completed_on)} ({event.outcome})."
+        )
+        if was_active and event.plan.status == "ended":
+            message += " Progression ends surveillance: upcoming events were cancelled."
+        return RedirectWith(_event_url(event), message)
+
+    return commit_or_roll_back(
+        lambda: plans.complete(event, form.completed_on.data, form.outcome.data),
+        form=form,
+        failed=lambda exc: _again(event, form, "complete", title, exc),
+        done=completed,
     )
-    if was_active and event.plan.status == "ended":
-        message += " Progression ends surveillance: upcoming events were cancelled."
-    flash(message, "success")
-    return _back(event)
 
 
 @bp.route("/events/<int:event_id>/cancel", methods=["GET", "POST"])
@@ -125,13 +129,15 @@ def cancel(event_id: int) -> Any:
         return _page(event, form, "cancel", title)
     if not form.validate():
         return _page(event, form, "cancel", title, 422)
-    try:
-        plans.cancel(event, form.reason.data)
-    except DomainError as exc:
-        return _failed(event, form, "cancel", title, exc)
-    db.session.commit()
-    flash(f"Cancelled {event_name(event).lower()} (due {format_day(event.due_on)}).", "success")
-    return _back(event)
+    return commit_or_roll_back(
+        lambda: plans.cancel(event, form.reason.data),
+        form=form,
+        failed=lambda exc: _again(event, form, "cancel", title, exc),
+        done=lambda _: RedirectWith(
+            _event_url(event),
+            f"Cancelled {event_name(event).lower()} (due {format_day(event.due_on)}).",
+        ),
+    )
 
 
 @bp.post("/events/<int:event_id>/missed")
@@ -139,16 +145,14 @@ def missed(event_id: int) -> Any:
     event = access.get_event(me(), event_id)
     if not ActionForm().validate():
         return _back(event)
-    try:
-        plans.mark_missed(event)
-    except DomainError as exc:
-        db.session.rollback()
-        flash(f"Not marked missed: {exc.message}", "error")
-        return _back(event)
-    db.session.commit()
-    flash(
-        f"Marked {event_name(event).lower()} as missed; it is on the Missed worklist "
-        "until it is rebooked, completed or cancelled.",
-        "success",
+    return commit_or_roll_back(
+        lambda: plans.mark_missed(event),
+        failed=lambda exc: RedirectWith(
+            _event_url(event), f"Not marked missed: {exc.message}", "error"
+        ),
+        done=lambda _: RedirectWith(
+            _event_url(event),
+            f"Marked {event_name(event).lower()} as missed; it is on the Missed worklist "
+            "until it is rebooked, completed or cancelled.",
+        ),
     )
-    return _back(event)

@@ -20,7 +20,9 @@ from surveillance.coordinator.forms import (
     options,
 )
 from surveillance.coordinator.support import (
+    RedirectWith,
     chosen_clinic,
+    commit_or_roll_back,
     me,
     page_number,
     show_errors,
@@ -29,7 +31,7 @@ from surveillance.coordinator.support import (
 )
 from surveillance.errors import DomainError, ValidationFailed
 from surveillance.extensions import db
-from surveillance.models import Patient
+from surveillance.models import Patient, SurveillancePlan
 from surveillance.services import access, enrolment_input, feed_tokens, patient_search, plans
 
 PER_PAGE = 25
@@ -214,12 +216,14 @@ def _patient_page(
     )
 
 
-def _with_errors(patient: Patient, exc: DomainError, **forms: Any) -> Any:
-    db.session.rollback()
-    form = next(iter(forms.values()))
-    show_errors(form, exc)
+def patient_page_again(patient: Patient, exc: DomainError, **forms: Any) -> Any:
+    """The patient page again, after a failed attempt, with the patient as stored."""
     db.session.refresh(patient)
     return _patient_page(patient, status=exc.status_code, **forms)
+
+
+def _patient_url(patient: Patient) -> str:
+    return url_for("coordinator.patient", patient_id=patient.id)
 
 
 @bp.post("/patients/<int:patient_id>/interval")
@@ -228,24 +232,35 @@ def change_interval(patient_id: int) -> Any:
     form = IntervalForm()
     if not form.validate():
         return _patient_page(patient, interval_form=form, status=422)
-    try:
+
+    def change() -> tuple[SurveillancePlan, int]:
         plan = patient.active_plan
         if plan is None:
             raise ValidationFailed({"interval_months": "Surveillance has ended."})
         before = plan.interval_months
         plans.change_interval(plan, int(form.interval_months.data))
-    except DomainError as exc:
-        return _with_errors(patient, exc, interval_form=form)
-    db.session.commit()
-    if before == plan.interval_months:
-        flash(f"The interval was already {before} months: nothing changed.", "info")
-    else:
-        flash(
+        return plan, before
+
+    def changed(outcome: tuple[SurveillancePlan, int]) -> RedirectWith:
+        plan, before = outcome
+        if before == plan.interval_months:
+            return RedirectWith(
+                _patient_url(patient),
+                f"The interval was already {before} months: nothing changed.",
+                "info",
+            )
+        return RedirectWith(
+            _patient_url(patient),
             f"Interval changed from {before} to {plan.interval_months} months; "
             "visits not yet booked or done were re-planned.",
-            "success",
         )
-    return redirect(url_for("coordinator.patient", patient_id=patient.id))
+
+    return commit_or_roll_back(
+        change,
+        form=form,
+        failed=lambda exc: patient_page_again(patient, exc, interval_form=form),
+        done=changed,
+    )
 
 
 @bp.post("/patients/<int:patient_id>/end-surveillance")
@@ -254,17 +269,24 @@ def end_surveillance(patient_id: int) -> Any:
     form = EndSurveillanceForm()
     if not form.validate():
         return _patient_page(patient, end_form=form, status=422)
-    try:
+
+    def end() -> int:
         plan = patient.active_plan
         if plan is None:
             raise ValidationFailed({"reason": "Surveillance has already ended."})
         open_events = sum(e.status in ("planned", "booked") for e in plan.events)
         plans.end_surveillance(plan, form.reason.data or "", user=me())
-    except DomainError as exc:
-        return _with_errors(patient, exc, end_form=form)
-    db.session.commit()
-    flash(f"Surveillance ended; {open_events} upcoming events were cancelled.", "success")
-    return redirect(url_for("coordinator.patient", patient_id=patient.id))
+        return open_events
+
+    return commit_or_roll_back(
+        end,
+        form=form,
+        failed=lambda exc: patient_page_again(patient, exc, end_form=form),
+        done=lambda cancelled: RedirectWith(
+            _patient_url(patient),
+            f"Surveillance ended; {cancelled} upcoming events were cancelled.",
+        ),
+    )
 
 
 @bp.post("/patients/<int:patient_id>/calendar-link/rotate")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from surveillance.coordinator import bp
@@ -19,13 +19,13 @@ from surveillance.coordinator.forms import (
     UserForm,
     options,
 )
-from surveillance.coordinator.support import me, show_errors
-from surveillance.errors import DomainError, NotFound
+from surveillance.coordinator.support import RedirectWith, commit_or_roll_back, me
+from surveillance.errors import NotFound
 from surveillance.extensions import db
 from surveillance.models import Clinic, User
 from surveillance.privacy import NEUTRAL_CLINIC_NAME
 from surveillance.reminders import settings as reminder_settings
-from surveillance.reminders.rules import format_days
+from surveillance.reminders.rules import ReminderPolicy, format_days
 from surveillance.services import accounts, clinic_admin
 
 
@@ -64,14 +64,19 @@ def settings() -> Any:
     )
 
 
-def _calendar_message(change: clinic_admin.CalendarChange) -> None:
+def _calendar_notes(change: clinic_admin.CalendarChange) -> tuple[tuple[str, str], ...]:
+    """What a calendar change did to plans, as (message, category) flashes."""
+    notes = []
     if change.moved:
-        flash(f"{change.moved} planned events moved onto working days.", "info")
+        notes.append((f"{change.moved} planned events moved onto working days.", "info"))
     if change.booked_on_closed_days:
         names = ", ".join(
             f"{e.patient.family_name} (MRN {e.patient.mrn})" for e in change.booked_on_closed_days
         )
-        flash(f"Booked appointments now fall on a closed day; rebook them: {names}.", "warning")
+        notes.append(
+            (f"Booked appointments now fall on a closed day; rebook them: {names}.", "warning")
+        )
+    return tuple(notes)
 
 
 @bp.route("/settings/clinics/<int:clinic_id>", methods=["GET", "POST"])
@@ -81,32 +86,29 @@ def clinic_settings(clinic_id: int) -> Any:
     form = ClinicForm(obj=clinic if request.method == "GET" else None)
     if request.method == "GET":
         form.working_weekdays.data = list(clinic.working_weekdays)
-    status = 200
-    if request.method == "POST":
-        status = 422
-        if form.validate():
-            try:
-                change = clinic_admin.update_clinic(
-                    clinic,
-                    name=form.name.data or "",
-                    timezone=form.timezone.data or "",
-                    address=form.address.data or "",
-                    calendar_name=form.calendar_name.data or "",
-                    calendar_address=form.calendar_address.data or "",
-                    phone=form.phone.data or "",
-                    working_weekdays=[int(d) for d in form.working_weekdays.data or []],
-                    observe_us_holidays=bool(form.observe_us_holidays.data),
-                )
-            except DomainError as exc:
-                db.session.rollback()
-                show_errors(form, exc)
-                status = exc.status_code
-            else:
-                db.session.commit()
-                flash(f"Saved the settings of {clinic.name}.", "success")
-                _calendar_message(change)
-                return redirect(url_for("coordinator.clinic_settings", clinic_id=clinic.id))
-    return _clinic_page(clinic, form=form, status=status)
+        return _clinic_page(clinic, form=form)
+    if not form.validate():
+        return _clinic_page(clinic, form=form, status=422)
+    return commit_or_roll_back(
+        lambda: clinic_admin.update_clinic(
+            clinic,
+            name=form.name.data or "",
+            timezone=form.timezone.data or "",
+            address=form.address.data or "",
+            calendar_name=form.calendar_name.data or "",
+            calendar_address=form.calendar_address.data or "",
+            phone=form.phone.data or "",
+            working_weekdays=[int(d) for d in form.working_weekdays.data or []],
+            observe_us_holidays=bool(form.observe_us_holidays.data),
+        ),
+        form=form,
+        failed=lambda exc: _clinic_page(clinic, form=form, status=exc.status_code),
+        done=lambda change: RedirectWith(
+            url_for("coordinator.clinic_settings", clinic_id=clinic.id),
+            f"Saved the settings of {clinic.name}.",
+            notes=_calendar_notes(change),
+        ),
+    )
 
 
 def _clinic_page(
@@ -155,29 +157,31 @@ def reminder_settings_update(clinic_id: int) -> Any:
     form = ReminderSettingsForm()
     if not form.validate():
         return _clinic_page(clinic, reminder_form=form, status=422)
-    try:
-        policy = reminder_settings.update(
+    return commit_or_roll_back(
+        lambda: reminder_settings.update(
             clinic, **{name: form[name].data for name in reminder_settings.FIELDS}
-        )
-    except DomainError as exc:
-        db.session.rollback()
-        show_errors(form, exc)
-        return _clinic_page(_clinic(clinic_id), reminder_form=form, status=exc.status_code)
-    db.session.commit()
+        ),
+        form=form,
+        failed=lambda exc: _clinic_page(
+            _clinic(clinic_id), reminder_form=form, status=exc.status_code
+        ),
+        done=lambda policy: RedirectWith(
+            url_for("coordinator.clinic_settings", clinic_id=clinic.id, _anchor="reminders"),
+            f"Saved the reminder settings of {clinic.name}: {_policy_summary(policy)}.",
+        ),
+    )
+
+
+def _policy_summary(policy: ReminderPolicy) -> str:
     if not policy.enabled:
-        summary = "reminders are off"
-    else:
-        days = format_days(policy.booked_reminder_days) or "none"
-        summary = (
-            f"booked-visit reminders {days} days ahead, biopsy heads-up "
-            f"{policy.biopsy_heads_up_days} days ahead, sent at {policy.send_hour}:00"
-        )
-        summary += (
-            f", digest at {policy.digest_hour}:00" if policy.digest_enabled else ", no digest"
-        )
-    flash(f"Saved the reminder settings of {clinic.name}: {summary}.", "success")
-    return redirect(
-        url_for("coordinator.clinic_settings", clinic_id=clinic.id, _anchor="reminders")
+        return "reminders are off"
+    days = format_days(policy.booked_reminder_days) or "none"
+    summary = (
+        f"booked-visit reminders {days} days ahead, biopsy heads-up "
+        f"{policy.biopsy_heads_up_days} days ahead, sent at {policy.send_hour}:00"
+    )
+    return summary + (
+        f", digest at {policy.digest_hour}:00" if policy.digest_enabled else ", no digest"
     )
 
 
@@ -188,16 +192,22 @@ def add_closure(clinic_id: int) -> Any:
     form = ClosureForm()
     if not form.validate():
         return _clinic_page(clinic, closure_form=form, status=422)
-    try:
-        change = clinic_admin.add_closure(clinic, form.closed_on.data, form.reason.data or "")
-    except DomainError as exc:
-        db.session.rollback()
-        show_errors(form, exc)
-        return _clinic_page(_clinic(clinic_id), closure_form=form, status=exc.status_code)
-    db.session.commit()
-    flash(f"Added a closure on {form.closed_on.data:%a %-d %b %Y}.", "success")
-    _calendar_message(change)
-    return redirect(url_for("coordinator.clinic_settings", clinic_id=clinic.id, _anchor="closures"))
+    return commit_or_roll_back(
+        lambda: clinic_admin.add_closure(clinic, form.closed_on.data, form.reason.data or ""),
+        form=form,
+        failed=lambda exc: _clinic_page(
+            _clinic(clinic_id), closure_form=form, status=exc.status_code
+        ),
+        done=lambda change: RedirectWith(
+            _closures_url(clinic),
+            f"Added a closure on {form.closed_on.data:%a %-d %b %Y}.",
+            notes=_calendar_notes(change),
+        ),
+    )
+
+
+def _closures_url(clinic: Clinic) -> str:
+    return url_for("coordinator.clinic_settings", clinic_id=clinic.id, _anchor="closures")
 
 
 @bp.post("/settings/clinics/<int:clinic_id>/closures/<int:closure_id>/remove")
@@ -207,9 +217,9 @@ def remove_closure(clinic_id: int, closure_id: int) -> Any:
     if ActionForm().validate():
         day, change = clinic_admin.remove_closure(clinic, closure_id)
         db.session.commit()
-        flash(f"Removed the closure on {day:%a %-d %b %Y}.", "success")
-        _calendar_message(change)
-    return redirect(url_for("coordinator.clinic_settings", clinic_id=clinic.id, _anchor="closures"))
+        message = f"Removed the closure on {day:%a %-d %b %Y}."
+        return RedirectWith(_closures_url(clinic), message, notes=_calendar_notes(change)).send()
+    return redirect(_closures_url(clinic))
 
 
 def _clinic_choices(form: UserForm) -> None:
@@ -223,35 +233,41 @@ def _clinic_choices(form: UserForm) -> None:
 def new_user() -> Any:
     form = NewUserForm()
     _clinic_choices(form)
-    status = 200
-    if form.is_submitted():
-        status = 422
-        if form.validate():
-            try:
-                user = accounts.create_user(
-                    form.email.data or "",
-                    form.role.data or "",
-                    form.password.data or "",
-                    clinic_admin.clinics_by_ids(form.clinics.data or []),
-                    form.full_name.data or "",
-                )
-                clinic_admin.update_user(
-                    me(),
-                    user,
-                    full_name=user.full_name,
-                    role=user.role,
-                    clinics=list(user.clinics),
-                    is_active=bool(form.is_active.data),
-                )
-            except DomainError as exc:
-                db.session.rollback()
-                show_errors(form, exc)
-                status = exc.status_code
-            else:
-                db.session.commit()
-                flash(f"Created {user.role} {user.email}.", "success")
-                return redirect(url_for("coordinator.settings"))
-    return render_template("coordinator/user.html", form=form, user=None), status
+    if not form.is_submitted():
+        return _user_page(form, None)
+    if not form.validate():
+        return _user_page(form, None, 422)
+
+    def create() -> User:
+        user = accounts.create_user(
+            form.email.data or "",
+            form.role.data or "",
+            form.password.data or "",
+            clinic_admin.clinics_by_ids(form.clinics.data or []),
+            form.full_name.data or "",
+        )
+        clinic_admin.update_user(
+            me(),
+            user,
+            full_name=user.full_name,
+            role=user.role,
+            clinics=list(user.clinics),
+            is_active=bool(form.is_active.data),
+        )
+        return user
+
+    return commit_or_roll_back(
+        create,
+        form=form,
+        failed=lambda exc: _user_page(form, None, exc.status_code),
+        done=lambda user: RedirectWith(
+            url_for("coordinator.settings"), f"Created {user.role} {user.email}."
+        ),
+    )
+
+
+def _user_page(form: UserForm, user: User | None, status: int = 200) -> Any:
+    return render_template("coordinator/user.html", form=form, user=user), status
 
 
 @bp.route("/settings/users/<int:user_id>", methods=["GET", "POST"])
@@ -262,28 +278,23 @@ def edit_user(user_id: int) -> Any:
     _clinic_choices(form)
     if request.method == "GET":
         form.clinics.data = [c.id for c in user.clinics]
-    status = 200
-    if form.is_submitted():
-        status = 422
-        if form.validate():
-            try:
-                clinic_admin.update_user(
-                    me(),
-                    user,
-                    full_name=form.full_name.data or "",
-                    role=form.role.data or "",
-                    clinics=clinic_admin.clinics_by_ids(form.clinics.data or []),
-                    is_active=bool(form.is_active.data),
-                )
-            except DomainError as exc:
-                db.session.rollback()
-                show_errors(form, exc)
-                status = exc.status_code
-            else:
-                db.session.commit()
-                flash(f"Saved {user.email}.", "success")
-                return redirect(url_for("coordinator.settings"))
-    return render_template("coordinator/user.html", form=form, user=user), status
+    if not form.is_submitted():
+        return _user_page(form, user)
+    if not form.validate():
+        return _user_page(form, user, 422)
+    return commit_or_roll_back(
+        lambda: clinic_admin.update_user(
+            me(),
+            user,
+            full_name=form.full_name.data or "",
+            role=form.role.data or "",
+            clinics=clinic_admin.clinics_by_ids(form.clinics.data or []),
+            is_active=bool(form.is_active.data),
+        ),
+        form=form,
+        failed=lambda exc: _user_page(form, user, exc.status_code),
+        done=lambda _: RedirectWith(url_for("coordinator.settings"), f"Saved {user.email}."),
+    )
 
 
 @bp.app_context_processor

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
+from typing import Any, TypeVar
 
+from flask import flash, redirect
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -56,7 +60,64 @@ def show_errors(form: FlaskForm, exc: DomainError) -> None:
         form.form_errors.append(exc.message)
 
 
-__all__ = ["access", "chosen_clinic", "me", "show_errors", "today_for", "visible_clinics"]
+@dataclass(frozen=True)
+class RedirectWith:
+    """An answer that flashes a message (and any notes after it) and redirects."""
+
+    url: str
+    message: str
+    category: str = "success"
+    notes: tuple[tuple[str, str], ...] = ()  # further (message, category) pairs
+
+    def send(self) -> Any:
+        for message, category in ((self.message, self.category), *self.notes):
+            flash(message, category)
+        return redirect(self.url)
+
+
+Result = TypeVar("Result")
+
+
+def commit_or_roll_back(
+    action: Callable[[], Result],
+    *,
+    done: Callable[[Result], RedirectWith | Any],
+    failed: Callable[[DomainError], RedirectWith | Any],
+    form: FlaskForm | None = None,
+) -> Any:
+    """Run one screen action as the request's one transaction, and answer.
+
+    When the action raises a domain error (a broken rule, a conflict, something not found)
+    nothing it wrote stays: the transaction is rolled back, the error's messages go next to
+    ``form``'s fields when the screen shows that form again, and ``failed`` answers. Otherwise
+    the transaction is committed and ``done`` answers, called after the commit so its message
+    describes what was saved. Either answer may be a :class:`RedirectWith` (flash, redirect)
+    or a response of its own (the form again, with its status)."""
+    try:
+        result = action()
+    except DomainError as exc:
+        db.session.rollback()
+        if form is not None:
+            show_errors(form, exc)
+        return _send(failed(exc))
+    db.session.commit()
+    return _send(done(result))
+
+
+def _send(answer: RedirectWith | Any) -> Any:
+    return answer.send() if isinstance(answer, RedirectWith) else answer
+
+
+__all__ = [
+    "RedirectWith",
+    "access",
+    "chosen_clinic",
+    "commit_or_roll_back",
+    "me",
+    "show_errors",
+    "today_for",
+    "visible_clinics",
+]
 
 
 MAX_PAGE = 100_000
