@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 import segno
 
+from surveillance.privacy import place_for_patients
+
 TITLES = {"visit": "Follow-up visit", "biopsy": "Biopsy appointment"}
 WHAT_TO_EXPECT = {
     "visit": (
@@ -73,12 +75,17 @@ def clock_time(moment: datetime) -> str:
 
 
 def appointments(
-    events: Iterable[EventLike], timezone: str, today: date, until: date | None = None
+    events: Iterable[EventLike],
+    timezone: str,
+    today: date,
+    until: date | None = None,
+    clinic_place: str = "",
 ) -> list[Appointment]:
     """The visits and biopsy to come up to ``until``, soonest first: booked ones from today,
     and ones still to book while their window is open (overdue ones too, so the patient
     calls). Events whose window has closed are the clinic's to record, not the patient's to
-    worry about; later ones are in the calendar feed."""
+    worry about; later ones are in the calendar feed. A booked place that names the
+    condition shows as ``clinic_place`` (the clinic's patient-facing address or name)."""
     zone = ZoneInfo(timezone)
     upcoming: list[Appointment] = []
     for event in events:
@@ -98,7 +105,7 @@ def appointments(
                     day=start.date(),
                     date_text=long_date(start.date()),
                     time_text=f"{time_text} ({start.tzname()})",
-                    place=event.location,
+                    place=place_for_patients(event.location, clinic_place) or None,
                     book_from_text=None,
                     book_until_text=None,
                     what_to_expect=WHAT_TO_EXPECT.get(event.kind, ""),

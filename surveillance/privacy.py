@@ -100,6 +100,14 @@ def condition_words_in(text: str) -> list[str]:
     return [match.group(1) for match in _CONDITION.finditer(text)]
 
 
+def place_for_patients(location: str | None, clinic_place: str) -> str:
+    """A booking's place as patients may see it: as typed, unless it names the condition
+    (typed before the check existed, or written around it), else the clinic's place."""
+    if location and not condition_words_in(location):
+        return location
+    return clinic_place
+
+
 def patient_facing_name_for(internal_name: str) -> str:
     """A first patient-facing name for a clinic: its internal name when that gives nothing
     away, else the neutral name."""

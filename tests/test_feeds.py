@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
-from surveillance import ical
+from surveillance import ical, privacy
 from surveillance.extensions import db
 from surveillance.feeds import content, urls, wording
 from surveillance.feeds.cache import feed_cache
@@ -597,7 +597,7 @@ def test_arbitrary_clinic_and_patient_text_in_both_feeds(  # type: ignore[no-unt
         clean = ical.clean_text
         uid = f"{visit['uid']}@watchful.example.org"
         expected_location = {
-            own.data: clean(location or seen.place),
+            own.data: clean(privacy.place_for_patients(location, seen.place)),
             shared.data: clean(location or address or name),
         }
         expected_summary = {

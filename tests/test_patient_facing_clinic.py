@@ -3,14 +3,17 @@ will read (those, and a booking's place) refused when it names the condition."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 import pytest
 import time_machine
 from sqlalchemy import select
 
-from surveillance import privacy
+from surveillance import patient_page, privacy
 from surveillance.extensions import db
+from surveillance.feeds import content
 from surveillance.models import Clinic, EventStatus
-from surveillance.services import accounts
+from surveillance.services import accounts, plans
 from tests import factories
 from tests.screens import field_error, input_value, sign_in
 
@@ -215,3 +218,24 @@ def test_cli_creates_a_clinic_with_a_neutral_name_for_patients(runner) -> None: 
     )
     assert refused.exit_code != 0 and "calendar_name" in refused.output
     assert db.session.scalar(select(Clinic).where(Clinic.slug == "south")) is None
+
+
+def test_a_place_typed_before_the_check_never_reaches_the_patient(app, clinic, visit) -> None:  # type: ignore[no-untyped-def]
+    """Defence in depth: a stored place naming the condition (typed before the check, or
+    written around it) shows patients the clinic's place; staff still see it as typed."""
+    plans.book(visit, datetime(2026, 3, 4, 9, 30), 30, "Room 4")
+    visit.location = "Oncology wing, Room 4"
+    db.session.commit()
+    shown = clinic.for_patients()
+    assert content.patient_event(visit, clinic, None).location == shown.place
+    assert content.clinic_event(visit).location == "Oncology wing, Room 4"
+    (booked,) = [
+        a
+        for a in patient_page.appointments(
+            visit.plan.events, clinic.timezone, date(2026, 3, 1), clinic_place=shown.place
+        )
+        if a.booked
+    ]
+    assert booked.place == shown.place
+    assert privacy.place_for_patients("Room 4", shown.place) == "Room 4"
+    assert privacy.place_for_patients(None, shown.place) == shown.place

@@ -37,7 +37,7 @@ from surveillance import ical
 from surveillance.extensions import db
 from surveillance.feeds import urls, wording
 from surveillance.models import Clinic, EventStatus, Patient, PlanEvent
-from surveillance.privacy import PatientFacingClinic
+from surveillance.privacy import PatientFacingClinic, place_for_patients
 
 REFRESH = timedelta(hours=6)
 REMINDER_BEFORE = timedelta(days=1)
@@ -145,12 +145,20 @@ def _patient_summary(event: PlanEvent, clinic: PatientFacingClinic) -> str:
     return f"{title} at {clinic.name}"
 
 
-def booked_location(event: PlanEvent, clinic_place: str) -> str:
-    """Where a timed event takes place: as booked, else the clinic's place as the reader of
-    the feed knows it (patient-facing, or internal for staff)."""
+def booked_location(event: PlanEvent, clinic: Clinic) -> str:
+    """Where a timed event takes place, for staff: as booked, else the clinic's address or
+    name."""
     if event.starts_at is None:
         return ""
-    return event.location or clinic_place
+    return event.location or clinic.address or clinic.name
+
+
+def patient_location(event: PlanEvent, clinic: PatientFacingClinic) -> str:
+    """Where a timed event takes place, for the patient: as booked when that names no
+    condition, else the clinic's patient-facing address or name."""
+    if event.starts_at is None:
+        return ""
+    return place_for_patients(event.location, clinic.place)
 
 
 def patient_event(event: PlanEvent, clinic: Clinic, page_url: str | None) -> ical.CalendarEvent:
@@ -171,7 +179,7 @@ def patient_event(event: PlanEvent, clinic: Clinic, page_url: str | None) -> ica
         last_modified=event.updated_at,
         created=event.created_at,
         description=_patient_description(event, shown, when, page_url),
-        location=booked_location(event, shown.place) if shows_place else "",
+        location=patient_location(event, shown) if shows_place else "",
         url=page_url or "",
         reminder=ical.Reminder(REMINDER_BEFORE, f"Tomorrow: {title} at {shown.name}")
         if booked
@@ -275,9 +283,7 @@ def clinic_event(event: PlanEvent) -> ical.CalendarEvent:
         last_modified=event.updated_at,
         created=event.created_at,
         description="\n".join(lines),
-        location=booked_location(event, clinic.address or clinic.name)
-        if isinstance(when, ical.Timed)
-        else "",
+        location=booked_location(event, clinic) if isinstance(when, ical.Timed) else "",
         transparent=not isinstance(when, ical.Timed) or event.status in _GONE,
     )
 

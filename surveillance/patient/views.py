@@ -54,8 +54,13 @@ def page(token: str) -> str:
     today = clock.today_in(clinic.timezone)
     plan = patient.active_plan  # an ended plan has nothing left to come
     events = plan.events if plan is not None else []
+    shown = clinic.for_patients()
     appointments = patient_page.appointments(
-        events, clinic.timezone, today, until=add_months(today, SHOW_MONTHS_AHEAD)
+        events,
+        clinic.timezone,
+        today,
+        until=add_months(today, SHOW_MONTHS_AHEAD),
+        clinic_place=shown.place,
     )
     booked = {e.uid: e for e in events if e.status == EventStatus.BOOKED}
     return render_template(
@@ -64,7 +69,7 @@ def page(token: str) -> str:
         first_name=patient.given_name,
         # The patient-facing name, address and phone only: the internal name may name the
         # condition, and this page is opened on phones other people see.
-        clinic=clinic.for_patients(),
+        clinic=shown,
         stage_label=label(patient.stage),
         article=education.for_stage(patient.stage),
         appointments=appointments,

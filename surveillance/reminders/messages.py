@@ -22,6 +22,7 @@ from flask import current_app, render_template
 from surveillance.feeds import urls, wording
 from surveillance.feeds.content import single_event_ics
 from surveillance.models import Clinic, OutboxMessage, Patient, PlanEvent
+from surveillance.privacy import place_for_patients
 from surveillance.reminders.rules import Audience, Rule
 
 KIND_LABELS = {kind: title.lower() for kind, title in wording.TITLES.items()}
@@ -84,7 +85,7 @@ def _clinic_context(clinic: Clinic, audience: str) -> dict[str, Any]:
     }
 
 
-def _event_context(event: PlanEvent, clinic_place: str) -> dict[str, Any]:
+def _event_context(event: PlanEvent, location: str) -> dict[str, Any]:
     clinic = event.patient.clinic
     local_start = event.starts_at.astimezone(ZoneInfo(clinic.timezone)) if event.starts_at else None
     return {
@@ -99,7 +100,7 @@ def _event_context(event: PlanEvent, clinic_place: str) -> dict[str, Any]:
             if local_start
             else None
         ),
-        "location": event.location or clinic_place,
+        "location": location,
     }
 
 
@@ -125,7 +126,12 @@ def render(message: OutboxMessage, today: date, digest: dict[str, Any] | None = 
         )
     event, patient = message.event, message.patient
     assert event is not None and patient is not None
-    common.update(_event_context(event, common["clinic_address"] or common["clinic_name"]))
+    clinic_place = common["clinic_address"] or common["clinic_name"]
+    if message.audience == Audience.PATIENT:
+        location = place_for_patients(event.location, clinic_place)
+    else:
+        location = event.location or clinic_place
+    common.update(_event_context(event, location))
     if message.audience == Audience.COORDINATOR:
         common.update(
             initials=initials(patient),
