@@ -97,7 +97,9 @@ def test_patients_sort_by_next_due_event_and_paginate(client, clinic, coordinato
     for n in range(26):
         factories.enrol(clinic, mrn=f"BULK-{n}", family_name=f"Bulk{n:02d}")
     first = client.get("/coordinator/patients?sort=name").get_data(as_text=True)
-    assert "Page 1 of 2" in first and 'rel="next"' in first
+    assert "Page 1<" in first and 'rel="next"' in first and "29 patients" in first
     second = client.get("/coordinator/patients?sort=name&page=2").get_data(as_text=True)
     assert "Zed," in second and "Aaron," not in second
+    # The last page: a way back, none further.
+    assert "Page 2<" in second and 'rel="prev"' in second and 'rel="next"' not in second
     assert later.id and sooner.id

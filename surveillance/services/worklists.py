@@ -30,6 +30,7 @@ from surveillance.models import (
 )
 from surveillance.planning import EventKind
 from surveillance.services.access import visible_clinic_ids
+from surveillance.services.counting import CappedCount, capped_subquery
 
 
 def _not_snoozed(today: date) -> ColumnElement[bool]:
@@ -98,11 +99,19 @@ EVENT_WORKLISTS = {name: w for name, w in WORKLISTS.items() if w.condition is no
 
 @dataclass(frozen=True)
 class Page:
+    """One page of a list. No total: counting a long list costs more than reading a page
+    (``counts`` gives capped counts); ``has_next`` comes from reading one row more."""
+
     # PlanEvents, or OutboxMessages for ``failed-reminders``.
     items: list[Any]
     page: int
     per_page: int
-    total: int
+    has_next: bool
+
+
+def _page(rows: Any, page: int, per_page: int) -> Page:
+    items = list(rows)
+    return Page(items[:per_page], page, per_page, has_next=len(items) > per_page)
 
 
 def _query(worklist: Worklist, user: User, today: date, clinic_id: int | None) -> Select:  # type: ignore[type-arg]
@@ -133,45 +142,36 @@ def fetch(
         return _fetch_failed(user, page, per_page, clinic_id)
     worklist = WORKLISTS[name]
     query = _query(worklist, user, today, clinic_id)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    items = db.session.scalars(
+    rows = db.session.scalars(
         query.options(contains_eager(PlanEvent.patient).joinedload(Patient.clinic))
         .order_by(PlanEvent.due_on, PlanEvent.id)
-        .limit(per_page)
+        .limit(per_page + 1)
         .offset((page - 1) * per_page)
     ).all()
-    return Page(list(items), page, per_page, total)
+    return _page(rows, page, per_page)
 
 
-def counts(user: User, today: date, clinic_id: int | None = None) -> dict[str, int]:
-    """How many items each list holds: one statement for the event lists, one for failures.
+def _count_query(name: str, user: User, today: date, clinic_id: int | None) -> Select:  # type: ignore[type-arg]
+    if name == FAILED_REMINDERS:
+        return _failed_query(user, clinic_id).with_only_columns(OutboxMessage.id)
+    return _query(WORKLISTS[name], user, today, clinic_id).with_only_columns(PlanEvent.id)
 
-    Each list is counted by its own subquery (not by one pass with an OR of every condition),
-    so each can use the index on (status, window_start) or (status, due_on)."""
-    clinic_ids = visible_clinic_ids(user)
 
-    def count(worklist: Worklist) -> Any:
-        assert worklist.condition is not None
-        query = (
-            select(func.count(PlanEvent.id))
-            .select_from(PlanEvent)
-            .join(PlanEvent.plan)
-            .join(PlanEvent.patient)
-            .where(SurveillancePlan.status == PlanStatus.ACTIVE, worklist.condition(today))
-        )
-        if clinic_ids is not None:
-            query = query.where(Patient.clinic_id.in_(clinic_ids))
-        if clinic_id is not None:
-            query = query.where(Patient.clinic_id == clinic_id)
-        return query.scalar_subquery()
+def count(name: str, user: User, today: date, clinic_id: int | None = None) -> CappedCount:
+    """How many items one list holds, up to ``COUNT_LIMIT`` ("500+" beyond)."""
+    query = _count_query(name, user, today, clinic_id)
+    return CappedCount.of(db.session.scalar(select(capped_subquery(query))) or 0)
 
-    row = db.session.execute(select(*(count(w) for w in EVENT_WORKLISTS.values()))).one()
-    found = {name: int(value or 0) for name, value in zip(EVENT_WORKLISTS, row, strict=True)}
-    failed = _failed_query(user, clinic_id)
-    found[FAILED_REMINDERS] = (
-        db.session.scalar(select(func.count()).select_from(failed.subquery())) or 0
-    )
-    return {name: found[name] for name in WORKLISTS}
+
+def counts(user: User, today: date, clinic_id: int | None = None) -> dict[str, CappedCount]:
+    """How many items each list holds, up to ``COUNT_LIMIT`` ("500+" beyond): one statement
+    for every list. Each list is counted by its own subquery (not by one pass with an OR of
+    every condition), so each uses its own index and stops after ``COUNT_LIMIT + 1`` rows."""
+    subqueries = [capped_subquery(_count_query(n, user, today, clinic_id)) for n in WORKLISTS]
+    row = db.session.execute(select(*subqueries)).one()
+    return {
+        name: CappedCount.of(int(value or 0)) for name, value in zip(WORKLISTS, row, strict=True)
+    }
 
 
 # --- Failed reminders -------------------------------------------------------------------------
@@ -191,8 +191,7 @@ def _failed_query(user: User, clinic_id: int | None) -> Select:  # type: ignore[
 
 def _fetch_failed(user: User, page: int, per_page: int, clinic_id: int | None) -> Page:
     query = _failed_query(user, clinic_id)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    items = db.session.scalars(
+    rows = db.session.scalars(
         query.options(
             joinedload(OutboxMessage.clinic),
             joinedload(OutboxMessage.user),
@@ -200,10 +199,10 @@ def _fetch_failed(user: User, page: int, per_page: int, clinic_id: int | None) -
             joinedload(OutboxMessage.patient).joinedload(Patient.clinic),
         )
         .order_by(OutboxMessage.failed_at.desc(), OutboxMessage.id.desc())
-        .limit(per_page)
+        .limit(per_page + 1)
         .offset((page - 1) * per_page)
     ).all()
-    return Page(list(items), page, per_page, total)
+    return _page(rows, page, per_page)
 
 
 def latest_contact_attempts(event_ids: list[int]) -> dict[int, ContactAttempt]:
