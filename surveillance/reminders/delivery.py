@@ -262,7 +262,7 @@ def digest_context(user: User, clinic_id: int, today: date) -> dict[str, Any]:
             {
                 "name": name,
                 "title": worklist.title,
-                "total": total,  # shows as "500+" past the count limit
+                "total": total,  # shows as "100+" past the count limit
                 # How many more than listed: just "more" when the count stopped at its limit.
                 "more": "more" if total.capped else total.value - len(page.items),
                 "items": [{"label": _item_label(name, item)} for item in page.items],

@@ -1,4 +1,4 @@
-"""Counts that stop early: "500+" is as useful on a screen as 12,345, and much cheaper.
+"""Counts that stop early: "100+" is as useful on a screen as 12,345, and much cheaper.
 
 An exact count reads every matching row (on 100,000 patients, hundreds of milliseconds);
 a capped count reads at most ``COUNT_LIMIT + 1`` of them.
@@ -14,7 +14,7 @@ from sqlalchemy import Select, func, select
 
 from surveillance.extensions import db
 
-COUNT_LIMIT = 500
+COUNT_LIMIT = 100
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ ignoring case. Substring search cannot use an ordinary index, so each database g
   ones (which match many patients, found quickly in index order) scan the names.
 
 Pages never count the whole result: ``count_matches`` stops at ``COUNT_LIMIT`` (shown as
-"500+"), and a page fetches one row more than it shows to know whether another follows.
+"100+"), and a page fetches one row more than it shows to know whether another follows.
 """
 
 from __future__ import annotations

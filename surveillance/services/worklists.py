@@ -28,7 +28,7 @@ from surveillance.models import (
     SurveillancePlan,
     User,
 )
-from surveillance.planning import EventKind
+from surveillance.planning import LONGEST_WINDOW, EventKind
 from surveillance.services.access import visible_clinic_ids
 from surveillance.services.counting import CappedCount, capped_subquery
 
@@ -43,11 +43,22 @@ def _overdue(today: date) -> ColumnElement[bool]:
     )
 
 
+def _window_opened(kind: EventKind, today: date) -> ColumnElement[bool]:
+    """The event's window has opened. The second condition follows from the first (planning
+    never makes a window longer than ``LONGEST_WINDOW``, and the due date lies in it) and is
+    said for the planners: it bounds the read of the (kind, status, due_on) index to the
+    events due soon, which that index also returns in the lists' order."""
+    return and_(
+        PlanEvent.window_start <= today,
+        PlanEvent.due_on <= today + LONGEST_WINDOW[kind.value],
+    )
+
+
 def _to_book(today: date) -> ColumnElement[bool]:
     return and_(
         PlanEvent.kind == EventKind.VISIT,
         PlanEvent.status == EventStatus.PLANNED,
-        PlanEvent.window_start <= today,
+        _window_opened(EventKind.VISIT, today),
         PlanEvent.due_on >= today,
         _not_snoozed(today),
     )
@@ -57,7 +68,7 @@ def _biopsy_due(today: date) -> ColumnElement[bool]:
     return and_(
         PlanEvent.kind == EventKind.BIOPSY,
         PlanEvent.status == EventStatus.PLANNED,
-        PlanEvent.window_start <= today,
+        _window_opened(EventKind.BIOPSY, today),
         _not_snoozed(today),
     )
 
@@ -114,19 +125,31 @@ def _page(rows: Any, page: int, per_page: int) -> Page:
     return Page(items[:per_page], page, per_page, has_next=len(items) > per_page)
 
 
-def _query(worklist: Worklist, user: User, today: date, clinic_id: int | None) -> Select:  # type: ignore[type-arg]
-    assert worklist.condition is not None
-    query = (
-        select(PlanEvent)
-        .join(PlanEvent.plan)
-        .join(PlanEvent.patient)
-        .where(SurveillancePlan.status == PlanStatus.ACTIVE, worklist.condition(today))
-    )
+def _clinic_patients(user: User, clinic_id: int | None) -> Select | None:  # type: ignore[type-arg]
+    """The ids of the patients of the clinics in view, or ``None`` for every patient."""
     clinic_ids = visible_clinic_ids(user)
+    if clinic_ids is None and clinic_id is None:
+        return None
+    query = select(Patient.id)
     if clinic_ids is not None:
         query = query.where(Patient.clinic_id.in_(clinic_ids))
     if clinic_id is not None:
         query = query.where(Patient.clinic_id == clinic_id)
+    return query
+
+
+def _query(worklist: Worklist, user: User, today: date, clinic_id: int | None) -> Select:  # type: ignore[type-arg]
+    """The list's events (no patients joined): walked in the order of an index on the events,
+    with the clinic as a semi-join on the clinic's patients (not a join per event), so both
+    a page and a capped count stop after the rows they need."""
+    assert worklist.condition is not None
+    query = (
+        select(PlanEvent)
+        .join(PlanEvent.plan)
+        .where(SurveillancePlan.status == PlanStatus.ACTIVE, worklist.condition(today))
+    )
+    if (patients := _clinic_patients(user, clinic_id)) is not None:
+        query = query.where(PlanEvent.patient_id.in_(patients))
     return query
 
 
@@ -143,7 +166,8 @@ def fetch(
     worklist = WORKLISTS[name]
     query = _query(worklist, user, today, clinic_id)
     rows = db.session.scalars(
-        query.options(contains_eager(PlanEvent.patient).joinedload(Patient.clinic))
+        query.join(PlanEvent.patient)
+        .options(contains_eager(PlanEvent.patient).joinedload(Patient.clinic))
         .order_by(PlanEvent.due_on, PlanEvent.id)
         .limit(per_page + 1)
         .offset((page - 1) * per_page)
@@ -152,19 +176,24 @@ def fetch(
 
 
 def _count_query(name: str, user: User, today: date, clinic_id: int | None) -> Select:  # type: ignore[type-arg]
+    # Ordered like the page although a count needs no order: the planners then walk the same
+    # index as the page and stop after COUNT_LIMIT + 1 rows. Unordered, they may pick a scan
+    # that meets the list's rows only at the end of the table (rows are not spread evenly).
     if name == FAILED_REMINDERS:
-        return _failed_query(user, clinic_id).with_only_columns(OutboxMessage.id)
-    return _query(WORKLISTS[name], user, today, clinic_id).with_only_columns(PlanEvent.id)
+        query = _failed_query(user, clinic_id)
+        return query.with_only_columns(OutboxMessage.id).order_by(OutboxMessage.failed_at.desc())
+    query = _query(WORKLISTS[name], user, today, clinic_id)
+    return query.with_only_columns(PlanEvent.id).order_by(PlanEvent.due_on)
 
 
 def count(name: str, user: User, today: date, clinic_id: int | None = None) -> CappedCount:
-    """How many items one list holds, up to ``COUNT_LIMIT`` ("500+" beyond)."""
+    """How many items one list holds, up to ``COUNT_LIMIT`` ("100+" beyond)."""
     query = _count_query(name, user, today, clinic_id)
     return CappedCount.of(db.session.scalar(select(capped_subquery(query))) or 0)
 
 
 def counts(user: User, today: date, clinic_id: int | None = None) -> dict[str, CappedCount]:
-    """How many items each list holds, up to ``COUNT_LIMIT`` ("500+" beyond): one statement
+    """How many items each list holds, up to ``COUNT_LIMIT`` ("100+" beyond): one statement
     for every list. Each list is counted by its own subquery (not by one pass with an OR of
     every condition), so each uses its own index and stops after ``COUNT_LIMIT + 1`` rows."""
     subqueries = [capped_subquery(_count_query(n, user, today, clinic_id)) for n in WORKLISTS]
