@@ -37,15 +37,18 @@ class CappedCount:
         return cls(sum(c.value for c in counts), any(c.capped for c in counts))
 
     @classmethod
-    def of(cls, found: int, limit: int = COUNT_LIMIT) -> CappedCount:
-        """From a count of at most ``limit + 1`` rows."""
+    def of(cls, found: int, limit: int | None = None) -> CappedCount:
+        """From a count of at most ``limit + 1`` rows (``COUNT_LIMIT`` by default)."""
+        limit = COUNT_LIMIT if limit is None else limit
         return cls(limit, True) if found > limit else cls(found)
 
 
-def capped_subquery(query: Select[Any], limit: int = COUNT_LIMIT) -> Any:
+def capped_subquery(query: Select[Any], limit: int | None = None) -> Any:
     """``SELECT count(*) FROM (query LIMIT limit + 1)`` as a scalar subquery."""
+    limit = COUNT_LIMIT if limit is None else limit
     return select(func.count()).select_from(query.limit(limit + 1).subquery()).scalar_subquery()
 
 
-def capped_count(query: Select[Any], limit: int = COUNT_LIMIT) -> CappedCount:
-    return CappedCount.of(db.session.scalar(select(capped_subquery(query, limit))) or 0, limit)
+def capped_count(query: Select[Any], limit: int | None = None) -> CappedCount:
+    found = db.session.scalar(select(capped_subquery(query, limit))) or 0
+    return CappedCount.of(found, limit)
