@@ -125,31 +125,25 @@ def _page(rows: Any, page: int, per_page: int) -> Page:
     return Page(items[:per_page], page, per_page, has_next=len(items) > per_page)
 
 
-def _clinic_patients(user: User, clinic_id: int | None) -> Select | None:  # type: ignore[type-arg]
-    """The ids of the patients of the clinics in view, or ``None`` for every patient."""
-    clinic_ids = visible_clinic_ids(user)
-    if clinic_ids is None and clinic_id is None:
-        return None
-    query = select(Patient.id)
-    if clinic_ids is not None:
-        query = query.where(Patient.clinic_id.in_(clinic_ids))
-    if clinic_id is not None:
-        query = query.where(Patient.clinic_id == clinic_id)
-    return query
-
-
-def _query(worklist: Worklist, user: User, today: date, clinic_id: int | None) -> Select:  # type: ignore[type-arg]
-    """The list's events (no patients joined): walked in the order of an index on the events,
-    with the clinic as a semi-join on the clinic's patients (not a join per event), so both
-    a page and a capped count stop after the rows they need."""
+def _query(
+    worklist: Worklist, user: User, today: date, clinic_id: int | None, with_patient: bool = False
+) -> Select:  # type: ignore[type-arg]
+    """The list's events, read in the order of an index on the events, so that a page and a
+    capped count stop after the rows they need; the patient is joined only when the caller
+    loads it or the clinic filters (a count for every clinic needs no patient)."""
     assert worklist.condition is not None
     query = (
         select(PlanEvent)
         .join(PlanEvent.plan)
         .where(SurveillancePlan.status == PlanStatus.ACTIVE, worklist.condition(today))
     )
-    if (patients := _clinic_patients(user, clinic_id)) is not None:
-        query = query.where(PlanEvent.patient_id.in_(patients))
+    clinic_ids = visible_clinic_ids(user)
+    if with_patient or clinic_ids is not None or clinic_id is not None:
+        query = query.join(PlanEvent.patient)
+    if clinic_ids is not None:
+        query = query.where(Patient.clinic_id.in_(clinic_ids))
+    if clinic_id is not None:
+        query = query.where(Patient.clinic_id == clinic_id)
     return query
 
 
@@ -164,10 +158,9 @@ def fetch(
     if name == FAILED_REMINDERS:
         return _fetch_failed(user, page, per_page, clinic_id)
     worklist = WORKLISTS[name]
-    query = _query(worklist, user, today, clinic_id)
+    query = _query(worklist, user, today, clinic_id, with_patient=True)
     rows = db.session.scalars(
-        query.join(PlanEvent.patient)
-        .options(contains_eager(PlanEvent.patient).joinedload(Patient.clinic))
+        query.options(contains_eager(PlanEvent.patient).joinedload(Patient.clinic))
         .order_by(PlanEvent.due_on, PlanEvent.id)
         .limit(per_page + 1)
         .offset((page - 1) * per_page)
