@@ -593,6 +593,8 @@ def generate(
     with app.app_context():
         from flask_migrate import upgrade
 
+        from surveillance.services import next_due
+
         upgrade()
         migrated = time.perf_counter()
         builder = Builder(clinics, today, seed, app.config["SECRET_KEY"])
@@ -619,6 +621,9 @@ def generate(
             "outbox_messages", OUTBOX_COLUMNS, list(outbox_rows(builder, outbox, patients))
         )
         writer.commit()
+        # Rows written around the ORM: the stored next-due dates, as any bulk writer must.
+        next_due.refresh(None)
+        db.session.commit()
         writer.finish(
             ["clinics", "users", "patients", "surveillance_plans", "plan_events", "outbox_messages"]
         )

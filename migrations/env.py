@@ -49,6 +49,14 @@ def render_item(type_, obj, autogen_context):
     return False
 
 
+def include_name(name, type_, parent_names):
+    """Leave out the search index objects that exist on one database only (see
+    ``surveillance.models.is_database_specific``)."""
+    from surveillance.models import is_database_specific
+
+    return not is_database_specific(name, type_)
+
+
 def get_metadata():
     if hasattr(target_db, "metadatas"):
         return target_db.metadatas[None]
@@ -110,6 +118,7 @@ def run_migrations_online():
                 connection=connection,
                 target_metadata=get_metadata(),
                 render_item=render_item,
+                include_name=include_name,
                 **conf_args,
             )
 

@@ -60,6 +60,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from surveillance import api, auth, cli, coordinator, learn, patient, web
 
+    # Registers the session listeners that keep patients.next_due_on right (issue 8).
+    from surveillance.services import next_due  # noqa: F401
+
     web.init_app(app)  # before any blueprint adds its rules
 
     app.register_blueprint(api.bp)

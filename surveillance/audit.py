@@ -46,6 +46,8 @@ IGNORED_FIELDS = frozenset(
         "feed_version",
         "last_used_at",
         "id",
+        # Derived from the events (services.next_due), whose own changes are logged.
+        "next_due_on",
     }
 )
 SECRET_FIELDS = frozenset({"password_hash", "token_hash", "feed_token_hash", "feed_token_salt"})

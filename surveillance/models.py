@@ -216,6 +216,17 @@ class Patient(db.Model):
         CheckConstraint(f"grade IN {_in(Grade)}", name="grade"),
         CheckConstraint(f"functional IN {_in(Functional)}", name="functional"),
         Index("ix_patients_clinic_family_given", "clinic_id", "family_name", "given_name"),
+        # --- Performance (issue 8): the Patients list's two orders, all clinics or one ---
+        Index("ix_patients_family_given", "family_name", "given_name", "id"),
+        Index("ix_patients_next_due", "next_due_on", "family_name", "given_name", "id"),
+        Index(
+            "ix_patients_clinic_next_due",
+            "clinic_id",
+            "next_due_on",
+            "family_name",
+            "given_name",
+            "id",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -244,6 +255,10 @@ class Patient(db.Model):
     feed_version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Derived, for the Patients list's "next due" order: the earliest due date of an open
+    # (planned or booked) event of the active plan; NULL without one. Never set it by hand:
+    # ``services.next_due`` keeps it right after every flush that touches events or plans.
+    next_due_on: Mapped[date | None] = mapped_column(Date)
 
     clinic: Mapped[Clinic] = relationship()
     plans: Mapped[list[SurveillancePlan]] = relationship(
@@ -521,4 +536,25 @@ Index("ix_plan_events_status_starts_at", PlanEvent.status, PlanEvent.starts_at)
 # --- Performance (issue 8) ---
 # Planned events whose window has opened: the overdue, to-book and biopsy-due worklists.
 Index("ix_plan_events_status_window_start", PlanEvent.status, PlanEvent.window_start)
+# The biopsy-due and to-book lists in due order, without walking the other kind's events.
+Index("ix_plan_events_kind_status_due_on", PlanEvent.kind, PlanEvent.status, PlanEvent.due_on)
 # --- end issue 8 ---
+
+# --- Substring search (issue 8) ---------------------------------------------------------------
+# Database-specific objects made by migration 0006_worklist_performance (see
+# services.patient_search), with no portable form, so not in the metadata: SQLite's FTS5 table
+# (with its shadow tables ``patients_search_*`` and the triggers that fill it) and
+# PostgreSQL's pg_trgm index. Autogenerate and the migration test leave them alone.
+# Note: a later SQLite batch migration that rebuilds ``patients`` drops the triggers; it must
+# create them again (see the 0006 migration).
+SEARCH_INDEX_TABLE = "patients_search"
+SEARCH_INDEX_TRGM = "ix_patients_search_trgm"
+
+
+def is_database_specific(name: str | None, type_: str) -> bool:
+    """For Alembic's ``include_name``: skip the search objects above."""
+    if name is None:
+        return False
+    if type_ == "table":
+        return name == SEARCH_INDEX_TABLE or name.startswith(SEARCH_INDEX_TABLE + "_")
+    return type_ == "index" and name == SEARCH_INDEX_TRGM

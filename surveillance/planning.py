@@ -35,6 +35,12 @@ VISIT_WINDOW_BEFORE = timedelta(days=21)
 VISIT_WINDOW_AFTER = timedelta(days=21)
 BIOPSY_WINDOW_BEFORE = timedelta(days=28)
 BIOPSY_WINDOW_AFTER = timedelta(days=42)
+# A due date lies in its window, so an event is due at most this long after its window opens.
+# The worklists rely on it to bound their index reads (services.worklists).
+LONGEST_WINDOW = {
+    "visit": VISIT_WINDOW_BEFORE + VISIT_WINDOW_AFTER,
+    "biopsy": BIOPSY_WINDOW_BEFORE + BIOPSY_WINDOW_AFTER,
+}
 
 # Ki-67 at or above this index marks a G2-range tumour (WHO grading), which is watched closer.
 KI67_CLOSER_WATCH_PERCENT = 3.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ import time_machine
 from sqlalchemy import event, select
 
 from surveillance.extensions import db
-from surveillance.models import EventStatus, PlanEvent
+from surveillance.models import EventStatus, OutboxMessage, OutboxStatus, PlanEvent
 from surveillance.services import patient_search, plans, worklists
 from tests import factories
 
@@ -51,47 +51,88 @@ def statements_for(call: Callable[[], Any]) -> int:
     return len(statements)
 
 
+SMALL, LARGE = 5, 50
+PATIENTS = 24
+
+
 @pytest.fixture
 def busy_clinic(clinic, coordinator):  # type: ignore[no-untyped-def]
-    """Twelve patients, with events on every event worklist: enrolled long ago (overdue
-    visits), with visit and biopsy windows open, and some missed visits."""
-    for n in range(12):
+    """Patients with events on every event worklist: enrolled long ago (overdue visits), with
+    visit and biopsy windows open, some missed visits, and failed reminders."""
+    for n in range(PATIENTS):
         enrolled = date(2024, 12, 2) if n % 2 else date(2025, 1, 13)
         factories.enrol(clinic, enrolled_on=enrolled, interval_months=3)
     for missed in db.session.scalars(
-        select(PlanEvent).where(PlanEvent.status == EventStatus.PLANNED).limit(24)
+        select(PlanEvent).where(PlanEvent.status == EventStatus.PLANNED).limit(48)
     ).all()[::3]:
         if missed.window_end < TODAY:
             plans.mark_missed(missed)
+    for reminded in db.session.scalars(select(PlanEvent).limit(12)):
+        db.session.add(_failed_reminder(reminded))
     db.session.commit()
     return coordinator
+
+
+def _failed_reminder(event: PlanEvent) -> OutboxMessage:
+    now = datetime(2026, 1, 5, 16, tzinfo=UTC)
+    return OutboxMessage(
+        dedupe_key=f"test-{event.id}",
+        rule="book-window",
+        audience="patient",
+        clinic_id=event.patient.clinic_id,
+        event=event,
+        patient=event.patient,
+        recipient="someone@example.org",
+        due_at=now,
+        expires_at=now,
+        status=OutboxStatus.FAILED,
+        attempts=3,
+        next_attempt_at=now,
+        message_id=f"<test-{event.id}@watchful.test>",
+        failed_at=now,
+        last_error="Mailbox unavailable (550).",
+    )
 
 
 @pytest.mark.parametrize("name", list(worklists.WORKLISTS))
 def test_worklist_page_query_count_is_constant(busy_clinic, name: str) -> None:  # type: ignore[no-untyped-def]
     user = busy_clinic
-    small = worklists.fetch(name, user, TODAY, per_page=1)
-    large = worklists.fetch(name, user, TODAY, per_page=50)
-    if name != worklists.FAILED_REMINDERS:
-        assert len(large.items) > len(small.items) >= 1  # the lists really have rows
-    assert statements_for(lambda: worklists.fetch(name, user, TODAY, per_page=1)) == (
-        statements_for(lambda: worklists.fetch(name, user, TODAY, per_page=50))
+    small = worklists.fetch(name, user, TODAY, per_page=SMALL)
+    large = worklists.fetch(name, user, TODAY, per_page=LARGE)
+    assert len(large.items) > len(small.items) == SMALL  # the lists really have rows
+    assert statements_for(lambda: worklists.fetch(name, user, TODAY, per_page=SMALL)) == (
+        statements_for(lambda: worklists.fetch(name, user, TODAY, per_page=LARGE))
     )
 
 
+def test_worklist_counts_are_one_statement(busy_clinic) -> None:  # type: ignore[no-untyped-def]
+    counts = worklists.counts(busy_clinic, TODAY)
+    assert all(counts.values())
+    db.session.expire_all()
+    with counting() as statements:
+        worklists.counts(busy_clinic, TODAY)
+    # Besides loading the user and their clinics (expired above): one statement for every list.
+    assert len([s for s in statements if "outbox_messages" in s or "plan_events" in s]) == 1
+
+
+@pytest.mark.parametrize("term", ["", "al", "alex", "STPERSO"])
 @pytest.mark.parametrize("sort", list(patient_search.SortOrder))
-def test_patient_search_query_count_is_constant(busy_clinic, sort) -> None:  # type: ignore[no-untyped-def]
+def test_patient_search_query_count_is_constant(busy_clinic, sort, term) -> None:  # type: ignore[no-untyped-def]
+    """With no term, a short one (scanned) and longer ones (the trigram indexes)."""
+
     def search(per_page: int) -> Callable[[], Any]:
         def call() -> None:
-            page = patient_search.search(busy_clinic, "", sort=sort, per_page=per_page)
+            page = patient_search.search(busy_clinic, term, sort=sort, per_page=per_page)
             # Touch what the screen shows of each row.
             for row in page.rows:
                 _ = (row.patient.clinic.name, row.next_event and row.next_event.due_on)
+                _ = row.patient.active_plan and row.patient.active_plan.interval_months
 
         return call
 
-    assert len(patient_search.search(busy_clinic, "", per_page=50).rows) == 12
-    assert statements_for(search(1)) == statements_for(search(50))
+    assert len(patient_search.search(busy_clinic, term, per_page=SMALL).rows) == SMALL
+    assert len(patient_search.search(busy_clinic, term, per_page=LARGE).rows) > SMALL
+    assert statements_for(search(SMALL)) == statements_for(search(LARGE))
 
 
 def test_api_patient_list_query_count_is_constant(busy_clinic, api) -> None:  # type: ignore[no-untyped-def]
@@ -99,17 +140,22 @@ def test_api_patient_list_query_count_is_constant(busy_clinic, api) -> None:  # 
         def call() -> None:
             response = api.get(f"/patients?per_page={per_page}")
             assert response.status_code == 200
-            assert len(response.json["items"]) == min(per_page, 12)
+            assert len(response.json["items"]) == min(per_page, PATIENTS)
 
         return call
 
-    listing(1)()  # the token's first use of the day is recorded once
-    assert statements_for(listing(1)) == statements_for(listing(50))
+    listing(SMALL)()  # the token's first use of the day is recorded once
+    assert statements_for(listing(SMALL)) == statements_for(listing(LARGE))
 
 
-def test_api_worklist_query_count_is_constant(busy_clinic, api) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("name", list(worklists.WORKLISTS))
+def test_api_worklist_query_count_is_constant(busy_clinic, api, name: str) -> None:  # type: ignore[no-untyped-def]
     def listing(per_page: int) -> Callable[[], Any]:
-        return lambda: api.get(f"/worklists/overdue?per_page={per_page}")
+        def call() -> None:
+            response = api.get(f"/worklists/{name}?per_page={per_page}")
+            assert response.status_code == 200 and len(response.json["items"]) >= SMALL
 
-    listing(1)()
-    assert statements_for(listing(1)) == statements_for(listing(50))
+        return call
+
+    listing(SMALL)()
+    assert statements_for(listing(SMALL)) == statements_for(listing(LARGE))

@@ -8,7 +8,7 @@ import pytest
 import time_machine
 
 from surveillance.extensions import db
-from surveillance.services import plans
+from surveillance.services import counting, plans
 from tests import factories
 from tests.screens import sign_in
 
@@ -35,6 +35,20 @@ def test_today_shows_counts_and_rows_one_click_from_the_patient(
     for event in overdue:
         assert f'href="/coordinator/patients/{late.id}#event-{event.id}"' in html
     assert "Newcomer" not in html
+
+
+def test_today_counts_stop_at_the_limit_and_pages_go_on(
+    client, clinic, coordinator, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    for n in range(14):
+        factories.enrol(clinic, mrn=f"LATE-{n}", enrolled_on="2025-06-02", interval_months=3)
+    monkeypatch.setattr(counting, "COUNT_LIMIT", 20)
+    sign_in(client, coordinator.email)
+    html = client.get("/coordinator/?list=overdue").get_data(as_text=True)
+    assert 'data-count="20+"' in html and "(20+)" in html  # 28 overdue visits
+    assert "Page 1<" in html and 'rel="next"' in html and 'rel="prev"' not in html
+    last = client.get("/coordinator/?list=overdue&page=2").get_data(as_text=True)
+    assert 'rel="prev"' in last and 'rel="next"' not in last
 
 
 def test_today_filters_by_clinic_and_ignores_clinics_not_visible(client, clinic) -> None:  # type: ignore[no-untyped-def]
@@ -97,7 +111,9 @@ def test_patients_sort_by_next_due_event_and_paginate(client, clinic, coordinato
     for n in range(26):
         factories.enrol(clinic, mrn=f"BULK-{n}", family_name=f"Bulk{n:02d}")
     first = client.get("/coordinator/patients?sort=name").get_data(as_text=True)
-    assert "Page 1 of 2" in first and 'rel="next"' in first
+    assert "Page 1<" in first and 'rel="next"' in first and "29 patients" in first
     second = client.get("/coordinator/patients?sort=name&page=2").get_data(as_text=True)
     assert "Zed," in second and "Aaron," not in second
+    # The last page: a way back, none further.
+    assert "Page 2<" in second and 'rel="prev"' in second and 'rel="next"' not in second
     assert later.id and sooner.id

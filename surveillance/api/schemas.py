@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from surveillance.models import Differentiation, Functional, Grade, Outcome, PrimarySite
+from surveillance.services.counting import COUNT_LIMIT
 from surveillance.stages import Stage
 
 Text100 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -209,7 +210,13 @@ class PatientPageOut(BaseModel):
     items: list[PatientSummaryOut]
     page: int
     per_page: int
-    total: int
+    total: int = Field(
+        description=f"How many match, counted up to {COUNT_LIMIT}: when `total_is_capped` is "
+        f"true there are more than {COUNT_LIMIT} (not counted further; page on while "
+        "`has_more`)."
+    )
+    total_is_capped: bool = Field(description=f"True when `total` stopped at {COUNT_LIMIT}.")
+    has_more: bool = Field(description="True when another page follows this one.")
 
 
 class ErrorOut(BaseModel):
@@ -312,14 +319,23 @@ class WorklistPageOut(BaseModel):
     items: list[WorklistItemOut]
     page: int
     per_page: int
-    total: int
+    total: int = Field(
+        description=f"How many match, counted up to {COUNT_LIMIT}: when `total_is_capped` is "
+        f"true there are more than {COUNT_LIMIT} (not counted further; page on while "
+        "`has_more`)."
+    )
+    total_is_capped: bool = Field(description=f"True when `total` stopped at {COUNT_LIMIT}.")
+    has_more: bool = Field(description="True when another page follows this one.")
 
 
 class WorklistSummaryOut(BaseModel):
     name: str
     title: str
     description: str
-    count: int
+    count: int = Field(
+        description=f"Items on the list, counted up to {COUNT_LIMIT}; more if capped."
+    )
+    count_is_capped: bool = Field(description=f"True when `count` stopped at {COUNT_LIMIT}.")
 
 
 class WorklistIndexOut(BaseModel):

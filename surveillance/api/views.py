@@ -86,7 +86,9 @@ def list_patients() -> Any:
         ],
         "page": page,
         "per_page": per_page,
-        "total": found.total,
+        "total": found.total.value,
+        "total_is_capped": found.total.capped,
+        "has_more": found.has_next,
     }
 
 

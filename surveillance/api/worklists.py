@@ -142,7 +142,13 @@ def worklist_index() -> Any:
     counts = worklists.counts(user, _today(user, clinic), clinic.id if clinic else None)
     return {
         "items": [
-            {"name": w.name, "title": w.title, "description": w.description, "count": counts[name]}
+            {
+                "name": w.name,
+                "title": w.title,
+                "description": w.description,
+                "count": counts[name].value,
+                "count_is_capped": counts[name].capped,
+            }
             for name, w in worklists.WORKLISTS.items()
         ]
     }
@@ -156,8 +162,10 @@ def worklist(name: str) -> Any:
     page, per_page = _pagination()
     clinic = _clinic_filter(user)
     today = _today(user, clinic)
-    result = worklists.fetch(name, user, today, page, per_page, clinic.id if clinic else None)
+    clinic_id = clinic.id if clinic else None
+    result = worklists.fetch(name, user, today, page, per_page, clinic_id)
     latest = worklists.latest_contact_attempts(_event_ids(result.items))
+    total = worklists.count(name, user, today, clinic_id)
     return {
         "name": worklist.name,
         "title": worklist.title,
@@ -165,7 +173,9 @@ def worklist(name: str) -> Any:
         "items": [_item(item, today, latest) for item in result.items],
         "page": result.page,
         "per_page": result.per_page,
-        "total": result.total,
+        "total": total.value,
+        "total_is_capped": total.capped,
+        "has_more": result.has_next,
     }
 
 
@@ -258,7 +268,7 @@ def _csv_lines(name: str, user: User, today: date, clinic_id: int | None) -> Ite
             writer.writerow(csv_row(_item(item, today, latest)))
         # The session's identity map holds clean objects weakly: finished pages are freed.
         yield buffer.getvalue()
-        if page * CSV_CHUNK >= result.total:
+        if not result.has_next:
             return
         page += 1
 

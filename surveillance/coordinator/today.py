@@ -49,7 +49,6 @@ def today() -> Any:
         worklists=worklists.WORKLISTS,
         current=worklists.WORKLISTS[name],
         selected=selected,
-        pages=max(1, -(-selected.total // PER_PAGE)),
         day=day,
         day_before=day - timedelta(days=1),
         day_after=day + timedelta(days=1),

@@ -254,13 +254,17 @@ def _item_label(name: str, item: Any) -> str:
 
 def digest_context(user: User, clinic_id: int, today: date) -> dict[str, Any]:
     sections = []
+    counts = worklists.counts(user, today, clinic_id)
     for name, worklist in worklists.WORKLISTS.items():
         page = worklists.fetch(name, user, today, per_page=DIGEST_ITEMS, clinic_id=clinic_id)
+        total = counts[name]
         sections.append(
             {
                 "name": name,
                 "title": worklist.title,
-                "total": page.total,
+                "total": total,  # shows as "100+" past the count limit
+                # How many more than listed: just "more" when the count stopped at its limit.
+                "more": "more" if total.capped else total.value - len(page.items),
                 "items": [{"label": _item_label(name, item)} for item in page.items],
             }
         )

@@ -24,6 +24,7 @@ from surveillance.feeds.content import single_event_ics
 from surveillance.models import Clinic, OutboxMessage, Patient, PlanEvent
 from surveillance.privacy import place_for_patients
 from surveillance.reminders.rules import Audience, Rule
+from surveillance.services.counting import CappedCount
 
 KIND_LABELS = {kind: title.lower() for kind, title in wording.TITLES.items()}
 
@@ -119,7 +120,8 @@ def render(message: OutboxMessage, today: date, digest: dict[str, Any] | None = 
     common = _clinic_context(clinic, message.audience)
     if message.rule == Rule.DIGEST:
         assert digest is not None
-        total = sum(section["total"] for section in digest["sections"])
+        # Each list's count stops at a limit; past it the sum reads "1234+".
+        total = CappedCount.total(section["total"] for section in digest["sections"])
         subject = f"Watchful daily summary for {clinic.name}: {total} to look at"
         return _render(
             "digest", subject, today=long_date(today), app_url=base_url() + "/", **digest, **common

@@ -1,18 +1,40 @@
-"""The Patients screen's query: search by name or MRN, sort by the next due event, paginate."""
+"""The Patients screen's query: search by name or MRN, sort by the next due event, paginate.
+
+A term matches a patient when it is part of "given family", "family, given" or the MRN,
+ignoring case. Substring search cannot use an ordinary index, so each database gets its own
+(created by migration ``0006_worklist_performance``, see ``models.SEARCH_INDEX_*``):
+
+* PostgreSQL: a pg_trgm GIN index on the lower-cased search text, which serves ``LIKE
+  '%term%'`` itself.
+* SQLite: an FTS5 table with the trigram tokenizer (``patients_search``), kept in step with
+  ``patients`` by triggers; terms of three characters or more are looked up there, shorter
+  ones (which match many patients, found quickly in index order) scan the names.
+
+Pages never count the whole result: ``count_matches`` stops at ``COUNT_LIMIT`` (shown as
+"100+"), and a page fetches one row more than it shows to know whether another follows.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, Select, column, func, literal_column, or_, select, table
 from sqlalchemy.orm import joinedload, selectinload
 
 from surveillance.extensions import db
 from surveillance.models import EventStatus, Patient, PlanEvent, SurveillancePlan, User
 from surveillance.services import access
+from surveillance.services.counting import CappedCount, capped_count
 
 OPEN_STATUSES = (EventStatus.PLANNED, EventStatus.BOOKED)
+# FTS5's trigram tokenizer finds substrings of at least three characters.
+TRIGRAM = 3
+# Separates the searched fields in PostgreSQL's search text (see ``postgres_search_text``).
+FIELD_SEPARATOR = "\n"
+# SQLite's FTS5 table (no model: it exists only on SQLite, made by the migration).
+SQLITE_SEARCH = table("patients_search", column("rowid"))
 
 
 class SortOrder(StrEnum):
@@ -31,29 +53,63 @@ class SearchPage:
     rows: list[PatientRow]
     page: int
     per_page: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
+    total: CappedCount
+    has_next: bool
 
 
-def _next_due():  # type: ignore[no-untyped-def]
-    """The earliest open (planned or booked) event of the patient's active plan."""
-    return (
-        select(func.min(PlanEvent.due_on))
-        .join(PlanEvent.plan)
-        .where(
-            PlanEvent.patient_id == Patient.id,
-            # Wrapped so that no planner walks the (status, due_on) index for MIN(due_on) and
-            # checks every open event of every patient: the patient's own events (by the
-            # patient_id index) are few. Status is never NULL, so the result is the same.
-            func.coalesce(PlanEvent.status, "").in_(OPEN_STATUSES),
-            SurveillancePlan.status == "active",
-        )
-        .correlate(Patient)
-        .scalar_subquery()
+def postgres_search_text() -> ColumnElement[str]:
+    """``lower(given || ' ' || family || E'\\n' || family || ', ' || given || E'\\n' || mrn)``,
+    written with literal separators (not bound parameters) so that PostgreSQL matches it to
+    the expression of the trigram index ``ix_patients_search_trgm``."""
+    space, comma, newline = (literal_column(v) for v in ("' '", "', '", "E'\\n'"))
+    given, family = Patient.given_name, Patient.family_name
+    return func.lower(
+        given + space + family + newline + family + comma + given + newline + Patient.mrn
     )
+
+
+def _scan_condition(term: str) -> ColumnElement[bool]:
+    """The term in any of the three fields, without an index (SQLite, short terms)."""
+    # autoescape: a typed % or _ is a character to find, not a wildcard.
+    return or_(
+        func.lower(Patient.given_name + " " + Patient.family_name).contains(term, autoescape=True),
+        func.lower(Patient.family_name + ", " + Patient.given_name).contains(term, autoescape=True),
+        func.lower(Patient.mrn).contains(term, autoescape=True),
+    )
+
+
+def _fts_condition(term: str) -> ColumnElement[bool]:
+    # One FTS5 phrase: the term's trigrams in a row, within one column, i.e. a substring.
+    phrase = '"' + term.replace('"', '""') + '"'
+    matches = select(SQLITE_SEARCH.c.rowid).where(
+        literal_column(SQLITE_SEARCH.name).op("MATCH")(phrase)
+    )
+    return Patient.id.in_(matches)
+
+
+def term_condition(term: str) -> ColumnElement[bool]:
+    """Patients whose names or MRN contain ``term`` (already stripped and lower-cased)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        if FIELD_SEPARATOR in term:
+            # Only a term with the separator could match across two fields; no name has one.
+            return literal_column("1") == 0
+        return postgres_search_text().contains(term, autoescape=True)
+    if len(term) >= TRIGRAM:
+        return _fts_condition(term)
+    return _scan_condition(term)
+
+
+def _filtered(user: User, term: str, clinic_id: int | None) -> Select[Any]:
+    query = access.scope_patients(select(Patient), user)
+    if clinic_id is not None:
+        query = query.where(Patient.clinic_id == clinic_id)
+    if term := term.strip().lower():
+        query = query.where(term_condition(term))
+    return query
+
+
+def count_matches(user: User, term: str = "", clinic_id: int | None = None) -> CappedCount:
+    return capped_count(_filtered(user, term, clinic_id).with_only_columns(Patient.id))
 
 
 def search(
@@ -64,35 +120,28 @@ def search(
     page: int = 1,
     per_page: int = 25,
 ) -> SearchPage:
-    query = access.scope_patients(select(Patient), user)
-    if clinic_id is not None:
-        query = query.where(Patient.clinic_id == clinic_id)
-    if term := term.strip().lower():
-        # autoescape: a typed % or _ is a character to find, not a wildcard.
-        query = query.where(
-            or_(
-                func.lower(Patient.given_name + " " + Patient.family_name).contains(
-                    term, autoescape=True
-                ),
-                func.lower(Patient.family_name + ", " + Patient.given_name).contains(
-                    term, autoescape=True
-                ),
-                func.lower(Patient.mrn).contains(term, autoescape=True),
-            )
-        )
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    query = _filtered(user, term, clinic_id)
     names = (Patient.family_name, Patient.given_name, Patient.id)
-    order = (_next_due().asc().nulls_last(), *names) if sort == SortOrder.NEXT_DUE else names
+    # ``next_due_on`` is kept by services.next_due; patients without an open event come last.
+    next_due = Patient.next_due_on.asc().nulls_last()
+    order = (next_due, *names) if sort == SortOrder.NEXT_DUE else names
     patients = db.session.scalars(
         query.options(
             joinedload(Patient.clinic),
             selectinload(Patient.plans).selectinload(SurveillancePlan.events),
         )
         .order_by(*order)
-        .limit(per_page)
+        .limit(per_page + 1)  # one more: is there a next page?
         .offset((page - 1) * per_page)
     ).all()
-    return SearchPage([PatientRow(p, next_open_event(p)) for p in patients], page, per_page, total)
+    shown = patients[:per_page]
+    return SearchPage(
+        [PatientRow(p, next_open_event(p)) for p in shown],
+        page,
+        per_page,
+        count_matches(user, term, clinic_id),
+        has_next=len(patients) > per_page,
+    )
 
 
 def next_open_event(patient: Patient) -> PlanEvent | None:

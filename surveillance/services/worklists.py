@@ -28,8 +28,9 @@ from surveillance.models import (
     SurveillancePlan,
     User,
 )
-from surveillance.planning import EventKind
+from surveillance.planning import LONGEST_WINDOW, EventKind
 from surveillance.services.access import visible_clinic_ids
+from surveillance.services.counting import CappedCount, capped_subquery
 
 
 def _not_snoozed(today: date) -> ColumnElement[bool]:
@@ -42,11 +43,22 @@ def _overdue(today: date) -> ColumnElement[bool]:
     )
 
 
+def _window_opened(kind: EventKind, today: date) -> ColumnElement[bool]:
+    """The event's window has opened. The second condition follows from the first (planning
+    never makes a window longer than ``LONGEST_WINDOW``, and the due date lies in it) and is
+    said for the planners: it bounds the read of the (kind, status, due_on) index to the
+    events due soon, which that index also returns in the lists' order."""
+    return and_(
+        PlanEvent.window_start <= today,
+        PlanEvent.due_on <= today + LONGEST_WINDOW[kind.value],
+    )
+
+
 def _to_book(today: date) -> ColumnElement[bool]:
     return and_(
         PlanEvent.kind == EventKind.VISIT,
         PlanEvent.status == EventStatus.PLANNED,
-        PlanEvent.window_start <= today,
+        _window_opened(EventKind.VISIT, today),
         PlanEvent.due_on >= today,
         _not_snoozed(today),
     )
@@ -56,7 +68,7 @@ def _biopsy_due(today: date) -> ColumnElement[bool]:
     return and_(
         PlanEvent.kind == EventKind.BIOPSY,
         PlanEvent.status == EventStatus.PLANNED,
-        PlanEvent.window_start <= today,
+        _window_opened(EventKind.BIOPSY, today),
         _not_snoozed(today),
     )
 
@@ -98,22 +110,36 @@ EVENT_WORKLISTS = {name: w for name, w in WORKLISTS.items() if w.condition is no
 
 @dataclass(frozen=True)
 class Page:
+    """One page of a list. No total: counting a long list costs more than reading a page
+    (``counts`` gives capped counts); ``has_next`` comes from reading one row more."""
+
     # PlanEvents, or OutboxMessages for ``failed-reminders``.
     items: list[Any]
     page: int
     per_page: int
-    total: int
+    has_next: bool
 
 
-def _query(worklist: Worklist, user: User, today: date, clinic_id: int | None) -> Select:  # type: ignore[type-arg]
+def _page(rows: Any, page: int, per_page: int) -> Page:
+    items = list(rows)
+    return Page(items[:per_page], page, per_page, has_next=len(items) > per_page)
+
+
+def _query(
+    worklist: Worklist, user: User, today: date, clinic_id: int | None, with_patient: bool = False
+) -> Select:  # type: ignore[type-arg]
+    """The list's events, read in the order of an index on the events, so that a page and a
+    capped count stop after the rows they need; the patient is joined only when the caller
+    loads it or the clinic filters (a count for every clinic needs no patient)."""
     assert worklist.condition is not None
     query = (
         select(PlanEvent)
         .join(PlanEvent.plan)
-        .join(PlanEvent.patient)
         .where(SurveillancePlan.status == PlanStatus.ACTIVE, worklist.condition(today))
     )
     clinic_ids = visible_clinic_ids(user)
+    if with_patient or clinic_ids is not None or clinic_id is not None:
+        query = query.join(PlanEvent.patient)
     if clinic_ids is not None:
         query = query.where(Patient.clinic_id.in_(clinic_ids))
     if clinic_id is not None:
@@ -132,46 +158,42 @@ def fetch(
     if name == FAILED_REMINDERS:
         return _fetch_failed(user, page, per_page, clinic_id)
     worklist = WORKLISTS[name]
-    query = _query(worklist, user, today, clinic_id)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    items = db.session.scalars(
+    query = _query(worklist, user, today, clinic_id, with_patient=True)
+    rows = db.session.scalars(
         query.options(contains_eager(PlanEvent.patient).joinedload(Patient.clinic))
         .order_by(PlanEvent.due_on, PlanEvent.id)
-        .limit(per_page)
+        .limit(per_page + 1)
         .offset((page - 1) * per_page)
     ).all()
-    return Page(list(items), page, per_page, total)
+    return _page(rows, page, per_page)
 
 
-def counts(user: User, today: date, clinic_id: int | None = None) -> dict[str, int]:
-    """How many items each list holds: one statement for the event lists, one for failures.
+def _count_query(name: str, user: User, today: date, clinic_id: int | None) -> Select:  # type: ignore[type-arg]
+    # Ordered like the page although a count needs no order: the planners then walk the same
+    # index as the page and stop after COUNT_LIMIT + 1 rows. Unordered, they may pick a scan
+    # that meets the list's rows only at the end of the table (rows are not spread evenly).
+    if name == FAILED_REMINDERS:
+        query = _failed_query(user, clinic_id)
+        return query.with_only_columns(OutboxMessage.id).order_by(OutboxMessage.failed_at.desc())
+    query = _query(WORKLISTS[name], user, today, clinic_id)
+    return query.with_only_columns(PlanEvent.id).order_by(PlanEvent.due_on)
 
-    Each list is counted by its own subquery (not by one pass with an OR of every condition),
-    so each can use the index on (status, window_start) or (status, due_on)."""
-    clinic_ids = visible_clinic_ids(user)
 
-    def count(worklist: Worklist) -> Any:
-        assert worklist.condition is not None
-        query = (
-            select(func.count(PlanEvent.id))
-            .select_from(PlanEvent)
-            .join(PlanEvent.plan)
-            .join(PlanEvent.patient)
-            .where(SurveillancePlan.status == PlanStatus.ACTIVE, worklist.condition(today))
-        )
-        if clinic_ids is not None:
-            query = query.where(Patient.clinic_id.in_(clinic_ids))
-        if clinic_id is not None:
-            query = query.where(Patient.clinic_id == clinic_id)
-        return query.scalar_subquery()
+def count(name: str, user: User, today: date, clinic_id: int | None = None) -> CappedCount:
+    """How many items one list holds, up to ``COUNT_LIMIT`` ("100+" beyond)."""
+    query = _count_query(name, user, today, clinic_id)
+    return CappedCount.of(db.session.scalar(select(capped_subquery(query))) or 0)
 
-    row = db.session.execute(select(*(count(w) for w in EVENT_WORKLISTS.values()))).one()
-    found = {name: int(value or 0) for name, value in zip(EVENT_WORKLISTS, row, strict=True)}
-    failed = _failed_query(user, clinic_id)
-    found[FAILED_REMINDERS] = (
-        db.session.scalar(select(func.count()).select_from(failed.subquery())) or 0
-    )
-    return {name: found[name] for name in WORKLISTS}
+
+def counts(user: User, today: date, clinic_id: int | None = None) -> dict[str, CappedCount]:
+    """How many items each list holds, up to ``COUNT_LIMIT`` ("100+" beyond): one statement
+    for every list. Each list is counted by its own subquery (not by one pass with an OR of
+    every condition), so each uses its own index and stops after ``COUNT_LIMIT + 1`` rows."""
+    subqueries = [capped_subquery(_count_query(n, user, today, clinic_id)) for n in WORKLISTS]
+    row = db.session.execute(select(*subqueries)).one()
+    return {
+        name: CappedCount.of(int(value or 0)) for name, value in zip(WORKLISTS, row, strict=True)
+    }
 
 
 # --- Failed reminders -------------------------------------------------------------------------
@@ -191,8 +213,7 @@ def _failed_query(user: User, clinic_id: int | None) -> Select:  # type: ignore[
 
 def _fetch_failed(user: User, page: int, per_page: int, clinic_id: int | None) -> Page:
     query = _failed_query(user, clinic_id)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    items = db.session.scalars(
+    rows = db.session.scalars(
         query.options(
             joinedload(OutboxMessage.clinic),
             joinedload(OutboxMessage.user),
@@ -200,10 +221,10 @@ def _fetch_failed(user: User, page: int, per_page: int, clinic_id: int | None) -
             joinedload(OutboxMessage.patient).joinedload(Patient.clinic),
         )
         .order_by(OutboxMessage.failed_at.desc(), OutboxMessage.id.desc())
-        .limit(per_page)
+        .limit(per_page + 1)
         .offset((page - 1) * per_page)
     ).all()
-    return Page(list(items), page, per_page, total)
+    return _page(rows, page, per_page)
 
 
 def latest_contact_attempts(event_ids: list[int]) -> dict[int, ContactAttempt]:

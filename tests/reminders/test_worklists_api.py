@@ -14,6 +14,7 @@ from surveillance.api import schemas
 from surveillance.api.openapi import document
 from surveillance.extensions import db
 from surveillance.models import OutboxMessage, OutboxStatus
+from surveillance.services import counting
 from tests import factories
 from tests.reminders.helpers import event, patient
 
@@ -70,8 +71,23 @@ def test_worklist_json_is_paginated_and_carries_contact_details(api, clinic) -> 
     assert first.reminder is None
     ids = {p.id for p in people}
     assert {item.patient.id for item in body.items if item.patient} <= ids
+    assert body.has_more and not body.total_is_capped
     second = api.get("/worklists/overdue?per_page=4&page=2").json
-    assert len(second["items"]) == 2
+    assert len(second["items"]) == 2 and not second["has_more"]
+
+
+def test_worklist_counts_stop_at_the_limit(api, clinic, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(3):
+        overdue_patient(clinic)  # six overdue visits
+    monkeypatch.setattr(counting, "COUNT_LIMIT", 5)
+    page = api.get("/worklists/overdue?per_page=2").json
+    assert (page["total"], page["total_is_capped"], page["has_more"]) == (5, True, True)
+    index = {item["name"]: item for item in api.get("/worklists").json["items"]}
+    assert (index["overdue"]["count"], index["overdue"]["count_is_capped"]) == (5, True)
+    assert (index["missed"]["count"], index["missed"]["count_is_capped"]) == (0, False)
+    monkeypatch.setattr(counting, "COUNT_LIMIT", 6)
+    page = api.get("/worklists/overdue?per_page=2&page=3").json
+    assert (page["total"], page["total_is_capped"], page["has_more"]) == (6, False, False)
 
 
 def test_worklists_are_scoped_to_the_users_clinics(api, clinic, client) -> None:  # type: ignore[no-untyped-def]
