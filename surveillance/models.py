@@ -541,7 +541,7 @@ Index("ix_plan_events_kind_status_due_on", PlanEvent.kind, PlanEvent.status, Pla
 # --- end issue 8 ---
 
 # --- Substring search (issue 8) ---------------------------------------------------------------
-# Database-specific objects made by migration 0006_worklist_performance (see
+# Database-specific objects made by migration 0007_worklist_performance (see
 # services.patient_search), with no portable form, so not in the metadata: SQLite's FTS5 table
 # (with its shadow tables ``patients_search_*`` and the triggers that fill it) and
 # PostgreSQL's pg_trgm index. Autogenerate and the migration test leave them alone.

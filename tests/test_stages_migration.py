@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from flask import Flask
 from flask_migrate import downgrade, upgrade
 
 from surveillance.extensions import db
 from tests.conftest import app_on_an_empty_database
+from tests.schema_drift import schema_drift
 
 REVISION = "0004_care_stages"
 
@@ -101,5 +100,5 @@ def test_downgrade_and_upgrade_again_and_no_pending_diff(fresh_app: Flask) -> No
     assert "stage" not in {c["name"] for c in inspector.get_columns("patients")}
     upgrade()
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        diff = schema_drift(conn)
     assert diff == []

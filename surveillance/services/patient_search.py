@@ -2,7 +2,7 @@
 
 A term matches a patient when it is part of "given family", "family, given" or the MRN,
 ignoring case. Substring search cannot use an ordinary index, so each database gets its own
-(created by migration ``0006_worklist_performance``, see ``models.SEARCH_INDEX_*``):
+(created by migration ``0007_worklist_performance``, see ``models.SEARCH_INDEX_*``):
 
 * PostgreSQL: a pg_trgm GIN index on the lower-cased search text, which serves ``LIKE
   '%term%'`` itself.

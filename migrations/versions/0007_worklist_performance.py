@@ -1,7 +1,7 @@
 """worklist performance: stored next-due date, list indexes, substring search index
 
-Revision ID: 0006_worklist_performance
-Revises: 0005_performance_indexes
+Revision ID: 0007_worklist_performance
+Revises: 0006_patient_facing_clinic_name
 Create Date: 2026-11-27 12:30:00
 
 * ``patients.next_due_on``: the earliest open event of the active plan, kept by
@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0006_worklist_performance'
-down_revision = '0005_performance_indexes'
+revision = '0007_worklist_performance'
+down_revision = '0006_patient_facing_clinic_name'
 branch_labels = None
 depends_on = None
 
