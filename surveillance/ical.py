@@ -148,15 +148,18 @@ _UNWRITABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
 
 def clean_text(value: str) -> str:
-    """The text a calendar can carry exactly, which is all of it but three things.
+    """The text a calendar can carry exactly, which is all of it but four things.
 
     CRLF and a lone CR become LF, which is what ``\\n`` means in iCalendar: RFC 5545 has no
     way to write a CR. The other ASCII control characters are not allowed in TEXT at all
     (RFC 5545 §3.3.11) and are dropped, as are lone surrogates (no encoding carries them).
-    Everything else is kept, including tabs, spaces at either end and Unicode's own
-    separators (U+2028, U+2029, NEL), which every parser tested reads back as they were.
+    Byte-order marks at the start are dropped too: the ``icalendar`` package decodes each
+    value as ``utf-8-sig`` and would drop the first itself, so what is written would differ
+    from what was meant. Everything else is kept, including tabs, spaces at either end and
+    Unicode's own separators (U+2028, U+2029, NEL), which every parser tested reads back as
+    they were.
     """
-    return _UNWRITABLE.sub("", _LINE_BREAKS.sub("\n", value))
+    return _UNWRITABLE.sub("", _LINE_BREAKS.sub("\n", value)).lstrip("\ufeff")
 
 
 def escape_text(value: str) -> str:

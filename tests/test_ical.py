@@ -73,6 +73,9 @@ def lines_of(document: bytes) -> list[str]:
         ("lone\udb82surrogate", "lonesurrogate"),
         ('colon: and "quotes"', 'colon: and "quotes"'),
         ("\\,", r"\\\,"),
+        # Leading byte-order marks go (icalendar would drop the first itself); others stay.
+        ("\ufeff\ufeffBOM\ufeff", "BOM\ufeff"),
+        ("\x07\ufeffafter a control", "after a control"),
     ],
 )
 def test_text_is_escaped_per_rfc5545(typed: str, written: str) -> None:
