@@ -13,7 +13,7 @@ from flask_migrate import downgrade, upgrade
 
 from surveillance import create_app
 from surveillance.extensions import db
-from surveillance.models import is_database_specific
+from surveillance.models import include_in_autogenerate, is_database_specific
 from tests.conftest import _postgres_database, postgres_test_database
 
 
@@ -31,11 +31,6 @@ def _tables(engine: sa.Engine) -> set[str]:
     return {name for name in names if not is_database_specific(name, "table")}
 
 
-def _include(name: str | None, type_: str, _parents: object) -> bool:
-    # The same filter as migrations/env.py: the search objects that exist on one database.
-    return not is_database_specific(name, type_)
-
-
 def test_upgrade_downgrade_upgrade_and_no_pending_diff(empty_database_url: str) -> None:
     app = create_app({"SQLALCHEMY_DATABASE_URI": empty_database_url, "TESTING": True})
     with app.app_context():
@@ -47,7 +42,7 @@ def test_upgrade_downgrade_upgrade_and_no_pending_diff(empty_database_url: str) 
         with db.engine.connect() as conn:
             diff = compare_metadata(
                 MigrationContext.configure(
-                    conn, opts={"compare_type": True, "include_name": _include}
+                    conn, opts={"compare_type": True, "include_name": include_in_autogenerate}
                 ),
                 db.metadata,
             )

@@ -20,6 +20,7 @@ from flask_migrate import downgrade, upgrade
 
 from surveillance import create_app
 from surveillance.extensions import db
+from surveillance.models import include_in_autogenerate
 from tests.conftest import _postgres_database, base_config, postgres_test_database
 
 REVISION = "0004_care_stages"
@@ -111,5 +112,8 @@ def test_downgrade_and_upgrade_again_and_no_pending_diff(fresh_app: Flask) -> No
     assert "stage" not in {c["name"] for c in inspector.get_columns("patients")}
     upgrade()
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"include_name": include_in_autogenerate}),
+            db.metadata,
+        )
     assert diff == []
