@@ -52,9 +52,9 @@ def render_item(type_, obj, autogen_context):
 def include_name(name, type_, parent_names):
     """Leave out the search index objects that exist on one database only (see
     ``surveillance.models.is_database_specific``)."""
-    from surveillance.models import is_database_specific
+    from surveillance.models import include_in_autogenerate
 
-    return not is_database_specific(name, type_)
+    return include_in_autogenerate(name, type_, parent_names)
 
 
 def get_metadata():

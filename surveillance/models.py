@@ -552,9 +552,14 @@ SEARCH_INDEX_TRGM = "ix_patients_search_trgm"
 
 
 def is_database_specific(name: str | None, type_: str) -> bool:
-    """For Alembic's ``include_name``: skip the search objects above."""
+    """The search objects above (by name and Alembic's object type)."""
     if name is None:
         return False
     if type_ == "table":
         return name == SEARCH_INDEX_TABLE or name.startswith(SEARCH_INDEX_TABLE + "_")
     return type_ == "index" and name == SEARCH_INDEX_TRGM
+
+
+def include_in_autogenerate(name: str | None, type_: str, _parent_names: object) -> bool:
+    """Alembic's ``include_name`` hook (migrations/env.py and the migration tests)."""
+    return not is_database_specific(name, type_)

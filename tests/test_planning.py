@@ -160,6 +160,8 @@ def test_every_due_date_is_a_working_day_inside_its_window(
         assert slot.window_start <= slot.due_on <= slot.window_end
         assert calendar.is_working_day(slot.due_on)
         assert abs((slot.due_on - slot.nominal_on).days) <= 21
+        # The worklists bound their index reads by this (services.worklists._window_opened).
+        assert slot.window_end - slot.window_start <= planning.LONGEST_WINDOW[slot.kind.value]
 
 
 @given(enrolled=dates, interval=intervals)
