@@ -1,0 +1,29 @@
+"""jobs: an index for the plans whose horizon falls short
+
+Revision ID: 0008_job_indexes
+Revises: 0005_performance_indexes
+Create Date: 2026-11-27 12:40:00
+
+The daily ``extend-horizons`` job reads the active plans whose ``horizon_until`` (the nominal
+date of their last visit) falls before today's horizon: on a usual day a small slice of all
+plans, read by a range scan of (status, horizon_until) instead of every plan and its visits.
+"""
+from alembic import op
+
+
+revision = '0008_job_indexes'
+down_revision = '0005_performance_indexes'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_index(
+        'ix_surveillance_plans_status_horizon_until',
+        'surveillance_plans',
+        ['status', 'horizon_until'],
+    )
+
+
+def downgrade():
+    op.drop_index('ix_surveillance_plans_status_horizon_until', table_name='surveillance_plans')
