@@ -507,9 +507,7 @@ Index("ix_plan_events_status_starts_at", PlanEvent.status, PlanEvent.starts_at)
 # Planned events whose window has opened: the overdue, to-book and biopsy-due worklists.
 Index("ix_plan_events_status_window_start", PlanEvent.status, PlanEvent.window_start)
 # Active plans whose horizon falls short: what the daily extend-horizons job reads.
-Index(
-    "ix_surveillance_plans_status_horizon_until",
-    SurveillancePlan.status,
-    SurveillancePlan.horizon_until,
-)
+# (horizon_until alone: with status first, SQLite would also take it for every join on
+# "status = 'active'" and read all active plans.)
+Index("ix_surveillance_plans_horizon_until", SurveillancePlan.horizon_until)
 # --- end issue 8 ---

@@ -6,7 +6,9 @@ Create Date: 2026-11-27 12:40:00
 
 The daily ``extend-horizons`` job reads the active plans whose ``horizon_until`` (the nominal
 date of their last visit) falls before today's horizon: on a usual day a small slice of all
-plans, read by a range scan of (status, horizon_until) instead of every plan and its visits.
+plans, read by a range scan of horizon_until instead of every plan and its visits. Not
+(status, horizon_until): SQLite then takes that index for every "status = 'active'" join (the
+reminder sweep's), reading all active plans per batch.
 """
 from alembic import op
 
@@ -19,11 +21,11 @@ depends_on = None
 
 def upgrade():
     op.create_index(
-        'ix_surveillance_plans_status_horizon_until',
+        'ix_surveillance_plans_horizon_until',
         'surveillance_plans',
-        ['status', 'horizon_until'],
+        ['horizon_until'],
     )
 
 
 def downgrade():
-    op.drop_index('ix_surveillance_plans_status_horizon_until', table_name='surveillance_plans')
+    op.drop_index('ix_surveillance_plans_horizon_until', table_name='surveillance_plans')

@@ -5,7 +5,7 @@ events, re-plan, flush. At 100,000 plans that is minutes, and on a typical day a
 plan that needs anything needs exactly one thing: new visits at the end. So the job works on
 batches of plans instead:
 
-1. candidates come from an index on ``(status, horizon_until)``: a plan's ``horizon_until``
+1. candidates come from an index on ``horizon_until``: a plan's ``horizon_until``
    is the nominal date of its last visit, always at least ``horizon_end`` of the day it was
    (re)planned, so only plans whose horizon falls before today's can need a visit;
 2. the pure planning engine computes each plan's desired visits and reconciles them with the
