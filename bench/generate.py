@@ -169,7 +169,7 @@ def plan_templates(
     templates = []
     for enrolled_on, interval in sorted(combos):
         slots = initial_plan(enrolled_on, interval, today, calendar)
-        horizon = max(s.due_on for s in slots if s.kind == "visit")
+        horizon = max(s.nominal_on for s in slots if s.kind == "visit")  # as the app keeps it
         templates.append((enrolled_on, interval, horizon, slots))
     return templates
 

@@ -3,6 +3,8 @@ start again).
 
     python bench/jobs.py /tmp/watchful-bench.sqlite3
 
+It first migrates the database to the head revision (the jobs' indexes).
+
 * ``queue-reminders`` over every event (seconds), then again (nothing new: seconds);
 * ``extend-horizons`` a month from now, when every plan whose furthest visit falls inside the
   horizon needs a visit added (seconds);
@@ -23,6 +25,7 @@ from typing import Any
 
 import common
 import time_machine
+from flask_migrate import upgrade
 from sqlalchemy import text
 
 from surveillance import clock, create_app, jobs
@@ -108,6 +111,7 @@ def main() -> None:
     app = create_app(config)
     result: dict[str, Any] = {"benchmark": "jobs", "database": common.engine_name(args.target)}
     with app.app_context():
+        upgrade()  # the jobs' indexes (a no-op on a database already at the head revision)
         result["events"] = db.session.scalar(text("SELECT COUNT(*) FROM plan_events"))
         result["queue_reminders"] = timed_job("queue-reminders")
         result["queue_reminders_again"] = timed_job("queue-reminders")

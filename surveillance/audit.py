@@ -10,6 +10,7 @@ make exactly one entry. Secrets never enter the log: a changed password or token
 from __future__ import annotations
 
 import contextvars
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -280,6 +281,61 @@ def _entry(record: _Pending, actor: Actor, now: datetime) -> AuditEntry | None:
         patient_id=patient_id,
         changes=changes,
     )
+
+
+# --- Bulk writes ------------------------------------------------------------------------------
+# Set-based jobs write rows with Core statements, which the session events above never see.
+# They record the same entries themselves with these, in their own transaction.
+
+
+def created_values(model: type, row: dict[str, Any]) -> dict[str, Any]:
+    """What a ``create`` entry records for a new ``model`` whose columns are ``row`` (as
+    ``_column_values`` does for an ORM object: all columns but bookkeeping, secrets hidden)."""
+    values = {}
+    for key, secret in _recorded_columns(model):
+        value = row.get(key)
+        if secret:
+            values[key] = "set" if value else None
+        else:
+            values[key] = _plain(value)
+    return values
+
+
+@functools.cache
+def _recorded_columns(model: type) -> tuple[tuple[str, bool], ...]:
+    return tuple(
+        (column.key, column.key in SECRET_FIELDS)
+        for column in inspect(model).column_attrs
+        if column.key not in IGNORED_FIELDS
+    )
+
+
+def bulk_entry(
+    actor: Actor,
+    now: datetime,
+    action: str,
+    model: type,
+    entity_id: int,
+    patient_id: int | None,
+    changes: dict[str, Any],
+) -> dict[str, Any]:
+    """One entry as a row for ``insert_entries``."""
+    return {
+        "occurred_at": now,
+        "actor": actor.label,
+        "actor_user_id": actor.user_id,
+        "action": action,
+        "entity": model.__tablename__,  # type: ignore[attr-defined]
+        "entity_id": entity_id,
+        "patient_id": patient_id,
+        "changes": changes,
+    }
+
+
+def insert_entries(rows: list[dict[str, Any]]) -> None:
+    """Write entries in multi-row INSERTs, in the session's current transaction."""
+    if rows:
+        db.session.execute(AuditEntry.__table__.insert(), rows)
 
 
 @event.listens_for(Session, "after_transaction_end")

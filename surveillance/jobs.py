@@ -29,10 +29,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from sqlalchemy import and_, func, or_, select, text
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import and_, select, text
+from sqlalchemy.orm import joinedload
 
-from surveillance import audit, clock, planning
+from surveillance import audit, clock
 from surveillance.errors import Conflict
 from surveillance.extensions import db
 from surveillance.models import (
@@ -44,7 +44,7 @@ from surveillance.models import (
     SurveillancePlan,
 )
 from surveillance.reminders import delivery, outbox
-from surveillance.services import plans
+from surveillance.services import horizons, plans
 from surveillance.services import stages as care_stages
 
 log = logging.getLogger(__name__)
@@ -65,61 +65,12 @@ def _clinic_zones() -> list[tuple[int, str]]:
 
 
 def extend_horizons() -> str:
-    """Keep every active plan at least the horizon ahead (daily).
-
-    Only plans whose furthest visit falls short of the horizon are loaded and extended (a
-    plan's ``horizon_until`` is the date of its furthest visit, so nothing else changes).
-    """
-    plans_extended = visits_added = 0
-    months = plans._horizon_months()
-    for clinic_id, timezone in _clinic_zones():
-        today = clock.today_in(timezone)
-        until = planning.horizon_end(today, today, months)
-        furthest = (
-            select(func.max(PlanEvent.window_end))
-            .where(
-                PlanEvent.plan_id == SurveillancePlan.id, PlanEvent.kind == planning.EventKind.VISIT
-            )
-            .correlate(SurveillancePlan)
-            .scalar_subquery()
-        )
-        # window_end - VISIT_WINDOW_AFTER is the visit's nominal date.
-        short = and_(
-            SurveillancePlan.status == PlanStatus.ACTIVE,
-            Patient.clinic_id == clinic_id,
-            or_(furthest.is_(None), furthest < until + planning.VISIT_WINDOW_AFTER),
-        )
-        after_id = 0
-        while batch := _plans_batch(short, after_id):
-            for plan in batch:
-                added = plans.extend_horizon(plan, today)
-                plans_extended += 1 if added else 0
-                visits_added += added
-            db.session.commit()
-            after_id = batch[-1].id
-            if stopping.is_set():
-                break
-    return f"added {visits_added} visits to {plans_extended} plans"
-
-
-def _plans_batch(condition: Any, after_id: int) -> list[SurveillancePlan]:
-    return list(
-        db.session.scalars(
-            select(SurveillancePlan)
-            .join(SurveillancePlan.patient)
-            .where(condition, SurveillancePlan.id > after_id)
-            .options(
-                selectinload(SurveillancePlan.events),
-                joinedload(SurveillancePlan.patient)
-                .joinedload(Patient.clinic)
-                .selectinload(Clinic.closures),
-            )
-            .order_by(SurveillancePlan.id)
-            .limit(PLAN_BATCH)
-        )
-        .unique()
-        .all()
+    """Keep every active plan at least the horizon ahead (daily), set-based: see
+    ``services.horizons``. Only plans whose horizon falls short are read."""
+    result = horizons.extend_all(
+        clock.today_in, plans._horizon_months(), should_continue=lambda: not stopping.is_set()
     )
+    return str(result)
 
 
 # --- Missed sweep -----------------------------------------------------------------------------

@@ -538,6 +538,10 @@ Index("ix_plan_events_status_starts_at", PlanEvent.status, PlanEvent.starts_at)
 Index("ix_plan_events_status_window_start", PlanEvent.status, PlanEvent.window_start)
 # The biopsy-due and to-book lists in due order, without walking the other kind's events.
 Index("ix_plan_events_kind_status_due_on", PlanEvent.kind, PlanEvent.status, PlanEvent.due_on)
+# Active plans whose horizon falls short: what the daily extend-horizons job reads.
+# (horizon_until alone: with status first, SQLite would also take it for every join on
+# "status = 'active'" and read all active plans.)
+Index("ix_surveillance_plans_horizon_until", SurveillancePlan.horizon_until)
 # --- end issue 8 ---
 
 # --- Substring search (issue 8) ---------------------------------------------------------------

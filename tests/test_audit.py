@@ -9,6 +9,7 @@ import sqlalchemy as sa
 import time_machine
 from sqlalchemy import select
 
+from surveillance import jobs
 from surveillance.audit import AuditEntry, acting_as
 from surveillance.extensions import db
 from surveillance.services import accounts, feed_tokens, plans
@@ -189,3 +190,33 @@ def test_cli_changes_are_attributed_to_the_cli(runner) -> None:  # type: ignore[
     assert runner.invoke(args=["clinics", "create", "cli-made", "--name", "CLI"]).exit_code == 0
     (entry,) = entries(entity="clinics")
     assert entry.actor.startswith("cli:")
+
+
+def test_the_horizon_job_logs_each_new_visit_and_horizon_like_the_services(clinic) -> None:  # type: ignore[no-untyped-def]
+    """The job writes in bulk, past the session's listeners: it writes the same entries."""
+    patient = factories.enrol(clinic, interval_months=6)
+    plan = patient.active_plan
+    before = last_id()
+    with time_machine.travel("2026-07-20 17:00:00+00:00", tick=False):
+        assert jobs.run_job("extend-horizons") == "added 2 visits to 1 plans"
+    created = sorted(
+        (e for e in new_entries(before) if e.entity == "plan_events"),
+        key=lambda e: e.changes["after"]["ordinal"],
+    )
+    (horizon,) = [e for e in new_entries(before) if e.entity == "surveillance_plans"]
+    assert len(new_entries(before)) == 3
+    db.session.expire_all()
+    new_visits = sorted((e for e in plan.events if e.ordinal >= 5), key=lambda e: e.ordinal)
+    assert [(e.action, e.entity_id, e.patient_id, e.actor) for e in created] == [
+        ("create", visit.id, patient.id, "system") for visit in new_visits
+    ]
+    after = created[0].changes["after"]
+    assert after["uid"] == new_visits[0].uid and after["status"] == "planned"
+    assert (after["ordinal"], after["due_on"]) == (5, "2028-07-05")
+    assert "created_at" not in after and "sequence" not in after
+    assert (horizon.action, horizon.entity_id, horizon.patient_id) == (
+        "update",
+        plan.id,
+        patient.id,
+    )
+    assert horizon.changes == {"horizon_until": ["2028-01-05", "2029-01-05"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
+from dateutil.relativedelta import relativedelta
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -40,6 +41,12 @@ calendars = st.builds(
 )
 def test_add_months_clamps_month_ends(start: date, months: int, expected: date) -> None:
     assert planning.add_months(start, months) == expected
+
+
+@given(dates, st.integers(min_value=-120, max_value=120))
+def test_add_months_is_relativedelta_month_arithmetic(start: date, months: int) -> None:
+    """The plain-arithmetic version gives what dateutil's relativedelta gives."""
+    assert planning.add_months(start, months) == start + relativedelta(months=months)
 
 
 def test_visits_are_computed_from_the_anchor_so_clamping_never_drifts() -> None:

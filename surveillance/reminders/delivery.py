@@ -21,21 +21,24 @@ import logging
 import os
 import socket
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.orm import joinedload
 
 from surveillance import clock
 from surveillance.extensions import db
-from surveillance.models import OutboxMessage, OutboxStatus, PlanEvent, Role, User
+from surveillance.models import OutboxMessage, OutboxStatus, Patient, PlanEvent, Role, User
 from surveillance.reminders import messages, settings
 from surveillance.reminders.outbox import snapshot
-from surveillance.reminders.rules import Audience, Rule, reminders_for
+from surveillance.reminders.rules import Audience, ReminderPolicy, Rule, reminders_for
 from surveillance.reminders.transport import (
     PermanentFailure,
     TemporaryFailure,
@@ -46,7 +49,7 @@ from surveillance.services import worklists
 
 log = logging.getLogger(__name__)
 
-CLAIM_BATCH = 20
+CLAIM_BATCH = 50
 DIGEST_ITEMS = 10
 
 
@@ -200,15 +203,23 @@ def _lock_event(event_id: int) -> PlanEvent | None:
 
 def check(message: OutboxMessage, now: datetime) -> Verdict:
     """Does this message still apply, and to which address does it go?"""
+    event = _lock_event(message.event_id) if message.event_id is not None else None
+    return verdict(message, event, settings.policy_for(message.clinic_id), now)
+
+
+def verdict(
+    message: OutboxMessage, event: PlanEvent | None, policy: ReminderPolicy, now: datetime
+) -> Verdict:
+    """``check`` on rows already read (and, on PostgreSQL, the event locked): ``event`` is the
+    message's event as it is now, ``None`` if it no longer exists."""
     if message.event_id is not None:
-        event = _lock_event(message.event_id)
         if event is None:
             return Verdict("withdraw", "Withdrawn: the event no longer exists.")
-        wanted = reminders_for(snapshot(event), settings.policy_for(message.clinic_id))
+        wanted = reminders_for(snapshot(event), policy)
         identity = (message.rule, message.audience, message.due_at)
         if not any(r.identity == identity for r in wanted):
             return Verdict("withdraw", "Withdrawn: the event changed.")
-    if message.rule == Rule.DIGEST and not settings.policy_for(message.clinic_id).digest_enabled:
+    if message.rule == Rule.DIGEST and not policy.digest_enabled:
         return Verdict("withdraw", "Withdrawn: the clinic turned the digest off.")
     if message.audience == Audience.PATIENT:
         patient = message.patient
@@ -415,6 +426,223 @@ def _retry_or_fail(
     result.retrying += 1
 
 
+# --- Sending a batch -----------------------------------------------------------------------
+# The usual case, reminders about events, goes batch by batch: the claimed rows, their events
+# (locked ``FOR SHARE`` on PostgreSQL), patients, clinics and settings are read in a few
+# queries, each message is checked and rendered, sent, and the outcomes are recorded together
+# in one transaction after the batch. A crash before that transaction leaves the batch's rows
+# claimed: their leases run out and they go again with the same Message-IDs (at least once, as
+# for a single message). Digests, rare and heavy (they read the worklists), go one by one.
+
+
+@dataclass
+class _Outcome:
+    message_id: int
+    counter: str  # the DeliveryResult field it counts towards once recorded
+    values: dict[str, Any]
+
+
+def _held(message: OutboxMessage, worker: str, now: datetime) -> bool:
+    return (
+        message.claimed_by == worker
+        and message.status == OutboxStatus.SENDING
+        and message.lease_until is not None
+        and message.lease_until > now
+    )
+
+
+def _load_messages(ids: list[int]) -> list[OutboxMessage]:
+    return list(
+        db.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
+            .options(
+                joinedload(OutboxMessage.clinic),
+                joinedload(OutboxMessage.patient),
+                joinedload(OutboxMessage.user).selectinload(User.clinics),
+            )
+            .order_by(OutboxMessage.id)
+            .execution_options(populate_existing=True)
+        ).unique()
+    )
+
+
+def _lock_events(event_ids: list[int]) -> dict[int, PlanEvent]:
+    """The events as they are now, held ``FOR SHARE`` on PostgreSQL until the outcomes are
+    recorded, so a reschedule committed meanwhile waits for the sends."""
+    if not event_ids:
+        return {}
+    events = db.session.scalars(
+        select(PlanEvent)
+        .where(PlanEvent.id.in_(event_ids))
+        .options(
+            joinedload(PlanEvent.patient).joinedload(Patient.clinic),
+            joinedload(PlanEvent.plan),
+        )
+        .with_for_update(read=True, of=PlanEvent)
+        .execution_options(populate_existing=True)
+    ).unique()
+    return {event.id: event for event in events}
+
+
+@dataclass
+class _Prepared:
+    """A message ready to go, detached from the session (nothing here reads the database)."""
+
+    message_id: int
+    attempts: int
+    recipient: str
+    subject: str
+    email: EmailMessage
+
+
+def _prepare(
+    message: OutboxMessage,
+    event: PlanEvent | None,
+    policy: ReminderPolicy,
+    limits: Limits,
+    now: datetime,
+) -> _Prepared | _Outcome:
+    """Check and render one message from the loaded rows: what to send, or the outcome."""
+    try:
+        ruling = verdict(message, event, policy, now)
+        if ruling.action == "withdraw":
+            return _Outcome(
+                message.id,
+                "withdrawn",
+                {"status": OutboxStatus.WITHDRAWN, "last_error": ruling.reason, "updated_at": now},
+            )
+        if ruling.action == "expire":
+            return _failed(message.id, ruling.reason, now)
+        today = now.astimezone(ZoneInfo(message.clinic.timezone)).date()
+        rendered = messages.render(message, today)
+        email = messages.build_email(message, rendered, ruling.recipient, now)
+    except Exception:
+        log.exception("Could not prepare outbox message %s", message.id)
+        return _retry_or_fail_outcome(
+            message.id, message.attempts, limits, now, "Could not prepare the message."
+        )
+    return _Prepared(message.id, message.attempts, ruling.recipient, rendered.subject, email)
+
+
+def _send(
+    prepared: _Prepared, sender: str, transport: Transport, limits: Limits, now: datetime
+) -> _Outcome:
+    try:
+        transport.send(prepared.email, sender, prepared.recipient)
+    except PermanentFailure as exc:
+        return _failed(prepared.message_id, exc.reason, now)
+    except TemporaryFailure as exc:
+        return _retry_or_fail_outcome(
+            prepared.message_id, prepared.attempts, limits, now, exc.reason
+        )
+    sent_at = clock.utcnow()
+    return _Outcome(
+        prepared.message_id,
+        "sent",
+        {
+            "status": OutboxStatus.SENT,
+            "sent_at": sent_at,
+            "updated_at": sent_at,
+            "subject": prepared.subject[:200],
+            "recipient": prepared.recipient,
+            "last_error": None,
+        },
+    )
+
+
+def _failed(message_id: int, reason: str, now: datetime) -> _Outcome:
+    return _Outcome(
+        message_id,
+        "failed",
+        {"status": OutboxStatus.FAILED, "last_error": reason, "failed_at": now, "updated_at": now},
+    )
+
+
+def _retry_or_fail_outcome(
+    message_id: int, attempts: int, limits: Limits, now: datetime, reason: str
+) -> _Outcome:
+    if attempts >= limits.max_attempts:
+        return _failed(message_id, f"{reason} Gave up after {attempts} attempts.", now)
+    return _Outcome(
+        message_id,
+        "retrying",
+        {
+            "status": OutboxStatus.QUEUED,
+            "updated_at": now,
+            "last_error": reason,
+            "next_attempt_at": now + limits.backoff(attempts),
+        },
+    )
+
+
+def _record(outcomes: list[_Outcome], worker: str, result: DeliveryResult) -> None:
+    """Every outcome of a batch in one transaction: one executemany UPDATE per kind of
+    outcome, each row only while this worker still holds its claim."""
+    table = OutboxMessage.__table__
+    groups: dict[tuple[str, tuple[str, ...]], list[_Outcome]] = defaultdict(list)
+    for outcome in outcomes:
+        groups[(outcome.counter, tuple(sorted(outcome.values)))].append(outcome)
+    for (counter, columns), members in groups.items():
+        statement = (
+            update(table)
+            .where(
+                table.c.id == bindparam("outbox_id"),
+                table.c.claimed_by == worker,
+                table.c.status == OutboxStatus.SENDING,
+            )
+            .values(
+                lease_until=None,
+                claimed_by=None,
+                **{name: bindparam(f"new_{name}", type_=table.c[name].type) for name in columns},
+            )
+        )
+        params = [
+            {"outbox_id": o.message_id, **{f"new_{k}": v for k, v in o.values.items()}}
+            for o in members
+        ]
+        recorded = db.session.execute(statement, params).rowcount
+        setattr(result, counter, getattr(result, counter) + recorded)
+        result.lost_lease += len(members) - recorded
+    db.session.commit()
+
+
+def deliver_batch(
+    ids: list[int], worker: str, transport: Transport, limits: Limits, result: DeliveryResult
+) -> None:
+    """Deliver the claimed rows ``ids``: event reminders together, digests one by one."""
+    now = clock.utcnow()
+    loaded = _load_messages(ids)
+    held = [m for m in loaded if _held(m, worker, now)]
+    result.lost_lease += len(ids) - len(held)
+    digests = [m.id for m in held if m.rule == Rule.DIGEST]
+    reminders = [m for m in held if m.rule != Rule.DIGEST]
+    events = _lock_events(sorted({m.event_id for m in reminders if m.event_id is not None}))
+    policies = {clinic_id: policy for clinic_id, (policy, _) in settings.all_policies().items()}
+    sender = str(current_app.config.get("MAIL_DEFAULT_SENDER") or "watchful@localhost")
+    outcomes: list[_Outcome] = []
+    ready: list[_Prepared] = []
+    for message in reminders:
+        event = events.get(message.event_id) if message.event_id is not None else None
+        policy = policies.get(message.clinic_id) or settings.policy_for(message.clinic_id)
+        prepared = _prepare(message, event, policy, limits, now)
+        if isinstance(prepared, _Prepared):
+            ready.append(prepared)
+        else:
+            outcomes.append(prepared)
+    if db.session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks to hold: end the read so that sending never holds the
+        # database (a writer in between would otherwise make the recording fail).
+        db.session.commit()
+    outcomes += [_send(prepared, sender, transport, limits, now) for prepared in ready]
+    if outcomes:
+        _record(outcomes, worker, result)
+    else:
+        db.session.commit()
+    for message_id in digests:
+        deliver_one(message_id, worker, transport, limits, result)
+
+
 def deliver_due(
     worker: str | None = None,
     transport: Transport | None = None,
@@ -432,8 +660,7 @@ def deliver_due(
         while should_continue() and (
             ids := claim(clock.utcnow(), worker, batch_size, limits.lease)
         ):
-            for message_id in ids:
-                deliver_one(message_id, worker, transport, limits, result)
+            deliver_batch(ids, worker, transport, limits, result)
     finally:
         transport.close()
     return result

@@ -254,6 +254,8 @@ def replan(plan: SurveillancePlan, today: date) -> planning.Reconciliation:
         touch(event)
     for slot in result.creates:
         db.session.add(_new_event(plan, slot))
+    if result.creates:
+        plan.patient.feed_version += 1  # new visits show in the feed like any other change
     for key in result.cancels:
         _cancel(by_id[key], REPLANNED_REASON, by_replan=True)  # type: ignore[index]
     _refresh_biopsy(plan, today)

@@ -13,7 +13,7 @@ import time_machine
 from sqlalchemy import update
 
 from surveillance.extensions import db
-from surveillance.models import PlanEvent
+from surveillance.models import OutboxMessage, PlanEvent
 from surveillance.reminders import delivery
 from surveillance.reminders.transport import SmtpTransport
 from surveillance.services import feed_tokens, plans, worklists
@@ -479,3 +479,37 @@ def test_a_clinic_named_for_the_condition_is_never_named_in_patient_emails(  # t
     assert "SUMMARY:Follow-up visit at Northside Outpatients" in booked.part(
         "text/calendar"
     ).get_content().replace("\r\n ", "")
+
+
+def _statements_to_deliver(patients: int, clinic, smtp: MailServer) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import event as sa_event
+
+    with time_machine.travel(ENROLLED, tick=False):
+        for _ in range(patients):
+            patient(clinic)
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    with time_machine.travel(WINDOW_OPENS, tick=False):
+        queue()
+        db.session.expire_all()
+        sa_event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            sent = deliver().sent
+        finally:
+            sa_event.remove(db.engine, "before_cursor_execute", record)
+    return sent, len(statements)
+
+
+def test_a_batch_costs_the_same_statements_whatever_its_size(clinic, smtp: MailServer) -> None:  # type: ignore[no-untyped-def]
+    """Messages are checked against rows read for the whole batch and recorded together: no
+    statement per message."""
+    sent, few = _statements_to_deliver(2, clinic, smtp)
+    assert sent == 2
+    db.session.execute(update(OutboxMessage).values(status="sent"))  # start again, 6 more
+    db.session.commit()
+    sent, many = _statements_to_deliver(6, clinic, smtp)
+    assert sent == 6
+    assert many == few
