@@ -18,10 +18,16 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from flask_migrate import upgrade
+from hypothesis import HealthCheck, settings
 
 from surveillance import create_app, throttle
 from surveillance.extensions import db
 from tests import factories
+
+# Property tests check what is generated, not how fast: on a busy 2-core machine one example
+# can take seconds, which must not fail a run (benchmarks in bench/ measure speed).
+settings.register_profile("watchful", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("watchful")
 
 
 def _worker() -> str:
