@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -68,7 +69,12 @@ class Gunicorn:
         self.port = free_port()
         env = {**env, "WATCHFUL_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": "2"}
         self.process = subprocess.Popen(
-            ["/work/venv/bin/gunicorn", "-c", "python:surveillance.gunicorn_conf", app],
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "-c",
+                "python:surveillance.gunicorn_conf",
+                app,
+            ],
             cwd=common.ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
