@@ -49,6 +49,9 @@ EXTENSION = "watchful_feed_fast_path"
 # The view's own route and token rule (``views._TOKEN``); anything else goes to Flask.
 _PATH = re.compile(r"^/calendar/([A-Za-z0-9_-]{16,128})\.ics$")
 
+# Status lines as Werkzeug writes them.
+OK, NOT_MODIFIED = "200 OK", "304 NOT MODIFIED"
+
 Row = tuple[int, int, datetime, int, datetime, str]
 StartResponse = Callable[..., Any]
 
@@ -209,12 +212,12 @@ class PatientFeedFastPath:
         tail = self.tails[environ.get("wsgi.url_scheme") in ("https", "wss")]
         if_none_match = environ.get("HTTP_IF_NONE_MATCH")
         if if_none_match is not None and _matches(if_none_match, etag):
-            return "304 Not Modified", [("ETag", f'"{etag}"'), *tail], []
+            return NOT_MODIFIED, [("ETag", f'"{etag}"'), *tail], []
         feed = self.cache.get(etag)
         if feed is None:
             return None  # to be rendered: the view's work
         if if_none_match is None and _unmodified_since(environ, feed):
-            return "304 Not Modified", [("ETag", feed.quoted_etag), *tail], []
+            return NOT_MODIFIED, [("ETag", feed.quoted_etag), *tail], []
         headers = [
             ("Content-Type", CALENDAR_TYPE),
             ("Content-Length", feed.content_length),
@@ -222,7 +225,7 @@ class PatientFeedFastPath:
             ("Last-Modified", feed.http_last_modified),
             *tail,
         ]
-        return "200 OK", headers, [] if environ["REQUEST_METHOD"] == "HEAD" else [feed.body]
+        return OK, headers, [] if environ["REQUEST_METHOD"] == "HEAD" else [feed.body]
 
     @property
     def cache(self) -> FeedCache:
