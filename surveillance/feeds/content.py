@@ -16,7 +16,8 @@ Clinic feed (a coordinator's clinics): the same events, seen from the clinic, fr
 back to 180 days ahead; patients appear by initials and an internal reference only.
 
 Nothing here reads the clock: "today" is passed in, so the same data and day always give the
-same bytes.
+same bytes. A change here (or in ``wording`` or ``ical``) that changes the bytes for the same
+data must raise ``validators.RENDERER_VERSION``: patient feeds' ETags come from their inputs.
 """
 
 from __future__ import annotations
