@@ -215,6 +215,28 @@ def test_what_the_fast_path_hands_on(both, api, fast) -> None:  # type: ignore[n
     assert both.send(path)[1]
 
 
+# (App-wide rate limits, RATELIMIT_DEFAULT and RATELIMIT_APPLICATION, are handed on the same
+# way; an app made with them here would leave them in the process-wide limiter for later tests.)
+HOST_CHECKS = [{"TRUSTED_HOSTS": ["localhost"]}, {"SERVER_NAME": "localhost"}]
+
+
+@pytest.mark.parametrize("setting", HOST_CHECKS)
+def test_host_checks_stay_with_flask(  # type: ignore[no-untyped-def]
+    api, database_url, tmp_path, setting
+) -> None:
+    path = path_of(enrol(api))
+    other = create_app({**base_config(database_url, tmp_path / "other"), **setting})
+    try:
+        fast = other.extensions[fastpath.EXTENSION]
+        client = other.test_client()
+        for _ in range(2):  # the second would be a cache hit
+            client.get(path)
+        assert fast.answered == 0
+    finally:
+        with other.app_context():
+            db.engine.dispose()
+
+
 def test_rotated_and_revoked_secrets(both, api) -> None:  # type: ignore[no-untyped-def]
     patient = enrol(api)
     old = path_of(patient)

@@ -12,9 +12,10 @@ with the same headers as the view's.
 Everything else goes on to Flask, whose view stays the reference behaviour: an unknown or
 revoked secret (the ``404``), a ``200`` or an If-Modified-Since whose feed is not in this
 worker's cache (rendering), a request with cookies (the session may be refreshed), other
-methods and paths, a configured host check, and any error, so a database outage is answered
-``503`` by the app's handler as before. Nothing is cached here but rendered bytes under
-their full key: every answer reflects the database at the time of the request.
+methods and paths, a configured host check or app-wide rate limit, and any error, so a
+database outage is answered ``503`` by the app's handler as before. Nothing is cached here but
+rendered bytes under their full key: every answer reflects the database at the time of the
+request.
 
 ``FEED_FAST_PATH = False`` turns it off (tests compare both paths answer by answer).
 """
@@ -188,7 +189,14 @@ class PatientFeedFastPath:
         if not config.get("FEED_FAST_PATH", True):
             return None
         # Cookies: Flask may refresh a session cookie. A host check: Flask may refuse the host.
-        if "HTTP_COOKIE" in environ or config.get("SERVER_NAME") or config.get("TRUSTED_HOSTS"):
+        # App-wide rate limits: Flask-Limiter counts them in a before-request hook.
+        if (
+            "HTTP_COOKIE" in environ
+            or config.get("SERVER_NAME")
+            or config.get("TRUSTED_HOSTS")
+            or config.get("RATELIMIT_DEFAULT")
+            or config.get("RATELIMIT_APPLICATION")
+        ):
             return None
         return match
 
