@@ -361,6 +361,7 @@ class DriverStatements:
         self.engine = db.engine
         self.sqlite: list[str] = []
         self.traces: list[Any] = []
+        self.traced: list[Any] = []
         self.engine.dispose()
         sa_event.listen(self.engine, "connect", self._on_connect)
 
@@ -373,6 +374,7 @@ class DriverStatements:
         dbapi_connection.prepare_threshold = None  # every statement's text in the trace
         trace = tempfile.TemporaryFile()  # noqa: SIM115 - open until close()
         self.traces.append(trace)
+        self.traced.append(dbapi_connection)
         dbapi_connection.pgconn.trace(trace.fileno())
         dbapi_connection.pgconn.set_trace_flags(
             pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE
@@ -386,8 +388,14 @@ class DriverStatements:
         statements = []
         for trace in self.traces:
             trace.seek(0)
+            messages: list[str] = []
             for line in trace.read().decode().splitlines():
-                parts = line.split("\t")
+                if line.startswith(("F\t", "B\t")) or not messages:
+                    messages.append(line)
+                else:  # a statement's text goes on over several lines
+                    messages[-1] += "\n" + line
+            for message in messages:
+                parts = message.split("\t")
                 # Frontend messages carrying a statement: Query (simple), Parse (extended).
                 if parts[0] == "F" and parts[2] in ("Query", "Parse"):
                     statements.append(parts[3].strip())
@@ -397,6 +405,11 @@ class DriverStatements:
 
     def close(self) -> None:
         sa_event.remove(self.engine, "connect", self._on_connect)
+        # Stop libpq's tracing before its files close: a connection still open (the test's
+        # session) would otherwise write its trace into whatever reuses the descriptor next.
+        for connection in self.traced:
+            if not connection.closed:
+                connection.pgconn.untrace()
         self.engine.dispose()
         for trace in self.traces:
             trace.close()
