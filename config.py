@@ -58,6 +58,8 @@ def from_environment() -> dict[str, Any]:
         "REDIS_URL": os.environ.get("REDIS_URL"),
         # How many reverse proxies in front of the app set X-Forwarded-* (0 = none).
         "TRUST_PROXY_HOPS": _int("TRUST_PROXY_HOPS", 0),
+        # Answer patient feed polls before Flask (surveillance/feeds/fastpath.py).
+        "FEED_FAST_PATH": _bool("FEED_FAST_PATH", True),
         "API_PAGE_SIZE": _int("API_PAGE_SIZE", 50),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024),
     }

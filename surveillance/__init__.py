@@ -73,10 +73,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(patient.bp)  # the patient's own page at /p/<token>
     # Calendar feeds (issue 3): capability URLs, GET/HEAD only.
     from surveillance import feeds
+    from surveillance.feeds import fastpath
 
     app.register_blueprint(feeds.bp)
     cli.register(app)
     cli.attribute_commands(app.cli)
+    # WSGI middleware, innermost first: the patient feed's fast path answers polling calendar
+    # apps before Flask's request machinery; ProxyFix, outermost, fixes the environment for
+    # both.
+    fastpath.install(app)
+    http.install_proxy_fix(app)
     return app
 
 

@@ -33,15 +33,22 @@ CONTENT_SECURITY_POLICY = "; ".join(
 HSTS = "max-age=31536000; includeSubDomains"
 
 
+# Set on every response that does not set them itself (the feed fast path sends the same).
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    # Feed and patient-page URLs carry secrets: never send them on in a Referer.
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+)
+
+
 def _secure_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    # Feed and patient-page URLs carry secrets: never send them on in a Referer.
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    for name, value in SECURITY_HEADERS:
+        headers.setdefault(name, value)
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", HSTS)
     return response
@@ -102,11 +109,6 @@ def _log_exception_without_data(exc_info: Any) -> None:
 
 
 def init_app(app: Flask) -> None:
-    hops = int(app.config.get("TRUST_PROXY_HOPS", 0) or 0)
-    if hops:
-        # Behind a reverse proxy: take the client address and https from its headers, so
-        # rate limits are per client and HSTS and Secure cookies apply.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.after_request(_secure_headers)
     app.log_exception = _log_exception_without_data  # type: ignore[method-assign]
     app.register_error_handler(OperationalError, _database_unavailable)
@@ -118,3 +120,12 @@ def init_app(app: Flask) -> None:
     options.setdefault("hide_parameters", True)
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         options.setdefault("pool_pre_ping", True)
+
+
+def install_proxy_fix(app: Flask) -> None:
+    """Behind a reverse proxy: take the client address and https from its headers, so rate
+    limits are per client and HSTS and Secure cookies apply. Installed last, outermost, so
+    that every other WSGI middleware (the feed fast path) sees the fixed environment too."""
+    hops = int(app.config.get("TRUST_PROXY_HOPS", 0) or 0)
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

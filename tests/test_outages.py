@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask_migrate import upgrade
@@ -26,6 +27,12 @@ def _assert_outage_then_recovery(app, cut, restore) -> None:  # type: ignore[no-
     token = _token_for_new_coordinator(app)
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/api/v1/patients", headers=headers).status_code == 200
+    enrolled = client.post("/api/v1/patients", json=factories.enrolment_payload(), headers=headers)
+    assert enrolled.status_code == 201, enrolled.json
+    feed = urlsplit(enrolled.json["feed_url"]).path
+    etag = client.get(feed).headers["ETag"]
+    revalidate = {"If-None-Match": etag}
+    assert client.get(feed, headers=revalidate).status_code == 304  # by the feed fast path
 
     cut()
     api_down = client.get("/api/v1/patients", headers=headers)
@@ -34,9 +41,15 @@ def _assert_outage_then_recovery(app, cut, restore) -> None:  # type: ignore[no-
     assert api_down.json["error"]
     page_down = client.get("/anything-that-touches-nothing")
     assert page_down.status_code == 404  # no database needed, unaffected
+    # The feed's fast path hands the request on, and the view answers as everywhere else.
+    for feed_headers in ({}, revalidate):
+        feed_down = client.get(feed, headers=feed_headers)
+        assert feed_down.status_code == 503
+        assert feed_down.headers["Retry-After"] == "30"
 
     restore()
     assert client.get("/api/v1/patients", headers=headers).status_code == 200
+    assert client.get(feed, headers=revalidate).status_code == 304
 
 
 def test_database_outage(tmp_path: Path, is_postgres: bool) -> None:

@@ -1,8 +1,9 @@
 """Rendered calendars kept in memory, so a feed is rendered once per change, not per request.
 
-Keys carry every input of a rendering (for a patient: the id, the feed version the services
-raise on each visible change, the clinic's last change and the local date), so an entry never
-needs invalidating: a change makes a new key and the old entry ages out. The cache is bounded
+Keys carry every input of a rendering (for a patient, its entity tag: a digest of the id, the
+feed version the services raise on each visible change, the patient's and clinic's last
+changes, the local date and the renderer's configuration; see ``validators``), so an entry
+never needs invalidating: a change makes a new key and the old entry ages out. The cache is bounded
 in entries and bytes, so a worker's memory stays flat however many feeds are polled.
 """
 
@@ -12,10 +13,11 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import Flask
+from werkzeug.http import http_date
 
 DEFAULT_MAX_ENTRIES = 2048
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -23,17 +25,27 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class CachedFeed:
-    """Bytes, their entity tag (unquoted) and their last change (whole seconds, as in HTTP)."""
+    """Bytes, their entity tag (unquoted) and their last change (whole seconds, as in HTTP),
+    with the header values a hit answers with, formatted once per rendering."""
 
     body: bytes
     etag: str
     last_modified: datetime
+    quoted_etag: str = field(init=False, repr=False)
+    http_last_modified: str = field(init=False, repr=False)
+    content_length: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quoted_etag", f'"{self.etag}"')
+        object.__setattr__(self, "http_last_modified", http_date(self.last_modified))
+        object.__setattr__(self, "content_length", str(len(self.body)))
 
     @classmethod
-    def of(cls, body: bytes, last_modified: datetime) -> CachedFeed:
-        # A strong validator from the content itself: same bytes, same tag, in every worker.
-        digest = hashlib.sha256(body).hexdigest()[:32]
-        return cls(body, digest, last_modified.replace(microsecond=0))
+    def of(cls, body: bytes, last_modified: datetime, etag: str | None = None) -> CachedFeed:
+        """``etag`` when the caller knows it from the inputs (patient feeds); otherwise a
+        strong validator from the content itself: same bytes, same tag, in every worker."""
+        tag = etag if etag is not None else hashlib.sha256(body).hexdigest()[:32]
+        return cls(body, tag, last_modified.replace(microsecond=0))
 
 
 class FeedCache:
@@ -55,13 +67,18 @@ class FeedCache:
     def size_bytes(self) -> int:
         return self._bytes
 
-    def get_or_render(self, key: Hashable, render: Callable[[], CachedFeed]) -> CachedFeed:
+    def get(self, key: Hashable) -> CachedFeed | None:
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return found
+            return found
+
+    def get_or_render(self, key: Hashable, render: Callable[[], CachedFeed]) -> CachedFeed:
+        found = self.get(key)
+        if found is not None:
+            return found
         # Render outside the lock: two workers' threads may render the same feed at once,
         # which costs a little time but never gives different bytes.
         feed = render()

@@ -20,7 +20,8 @@ back to 180 days ahead, under the clinics' internal names; patients appear by in
 internal reference only.
 
 Nothing here reads the clock: "today" is passed in, so the same data and day always give the
-same bytes.
+same bytes. A change here (or in ``wording`` or ``ical``) that changes the bytes for the same
+data must raise ``validators.RENDERER_VERSION``: patient feeds' ETags come from their inputs.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from sqlalchemy.orm import contains_eager, joinedload
 
 from surveillance import clock, ical
 from surveillance.extensions import db
-from surveillance.feeds import bp, content
+from surveillance.feeds import bp, content, validators
 from surveillance.feeds.cache import CachedFeed, feed_cache, install
 from surveillance.models import Clinic, EventStatus, Patient, PlanEvent, User
 from surveillance.secrets_store import token_hash
@@ -36,12 +36,18 @@ def _install_cache(state) -> None:  # type: ignore[no-untyped-def]
 
 # --- Responses --------------------------------------------------------------------------------
 
+# On every feed answer, 404 included (the fast path sends the same).
+PRIVATE_HEADERS = (
+    ("Cache-Control", "private"),
+    ("X-Robots-Tag", "noindex"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Content-Type-Options", "nosniff"),
+)
+
 
 def _private(response: Response) -> Response:
-    response.headers["Cache-Control"] = "private"
-    response.headers["X-Robots-Tag"] = "noindex"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    for name, value in PRIVATE_HEADERS:
+        response.headers[name] = value
     return response
 
 
@@ -49,27 +55,41 @@ def _not_found() -> Response:
     return _private(Response("Not found.\n", 404, content_type="text/plain; charset=utf-8"))
 
 
+def _none_match(etag: str) -> bool:
+    """If-None-Match with a weak comparison (RFC 9110 §13.1.2: GET and HEAD)."""
+    tags = request.if_none_match
+    return bool(tags.star_tag or tags.contains_weak(etag))
+
+
 def _not_modified(feed: CachedFeed) -> bool:
     """RFC 9110 §13.2.2: If-None-Match decides when present; If-Modified-Since only otherwise,
     and only with a date that is not in the future."""
     if "If-None-Match" in request.headers:
-        tags = request.if_none_match
-        return bool(tags.star_tag or tags.contains_weak(feed.etag))
+        return _none_match(feed.etag)
     since = request.if_modified_since
     if since is None or since > clock.utcnow():
         return False
     return feed.last_modified <= since
 
 
+def not_modified_response(etag: str) -> Response:
+    """A 304 carries the validator and Cache-Control, and no other representation metadata
+    when there is an ETag (RFC 9110 §15.4.5): so no Last-Modified, which a patient feed's 304
+    could not know without rendering. Clients keep the one their 200 carried, which belongs
+    to the same tag."""
+    response = Response(status=304)
+    del response.headers["Content-Type"]
+    response.set_etag(etag)
+    return _private(response)
+
+
 def calendar_response(feed: CachedFeed, download_name: str | None = None) -> Response:
     if _not_modified(feed):
-        response = Response(status=304)
-        del response.headers["Content-Type"]
-    else:
-        # The same type whatever the Accept header says: Google's fetcher sends none.
-        response = Response(feed.body, 200, content_type=CALENDAR_TYPE)
-        if download_name:
-            response.headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
+        return not_modified_response(feed.etag)
+    # The same type whatever the Accept header says: Google's fetcher sends none.
+    response = Response(feed.body, 200, content_type=CALENDAR_TYPE)
+    if download_name:
+        response.headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
     response.set_etag(feed.etag)
     response.last_modified = feed.last_modified
     return _private(response)
@@ -108,18 +128,32 @@ def _user_for(token: str) -> User | None:
 
 @bp.get("/calendar/<token>.ics")
 def patient_feed(token: str) -> Response:
+    """The reference behaviour; ``fastpath`` answers most requests the same way before they
+    reach Flask, and hands everything else (a cache miss for a 200 included) to this view."""
     patient = _patient_for(token)
     if patient is None:
         return _not_found()
     clinic = patient.clinic
     today = clock.today_in(clinic.timezone)
-    key = ("patient", patient.id, patient.feed_version, clinic.id, clinic.updated_at, today)
+    etag = validators.patient_feed_etag(
+        validators.rendering_epoch(current_app.config),
+        patient.id,
+        patient.feed_version,
+        patient.updated_at,
+        clinic.id,
+        clinic.updated_at,
+        clinic.timezone,
+        today,
+    )
+    # If-None-Match decides alone when sent, and the tag is known without rendering.
+    if "If-None-Match" in request.headers and _none_match(etag):
+        return not_modified_response(etag)
 
     def render() -> CachedFeed:
         rendered = content.render_patient_feed(patient, today)
-        return CachedFeed.of(rendered.body, rendered.last_modified)
+        return CachedFeed.of(rendered.body, rendered.last_modified, etag)
 
-    return calendar_response(feed_cache(current_app).get_or_render(key, render))
+    return calendar_response(feed_cache(current_app).get_or_render(etag, render))
 
 
 @bp.get("/calendar/<token>/events/<uid>.ics")

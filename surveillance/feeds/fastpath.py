@@ -1,0 +1,265 @@
+"""The patient feed answered before Flask: a WSGI middleware for polling calendar apps.
+
+Calendar apps poll every patient's feed every few hours, and almost every answer is a ``304``
+or bytes already rendered. For those, Flask's request machinery (request and app contexts,
+the session, the extensions' before- and after-request hooks, the ORM and its statement
+cache) costs many times the work itself. This middleware answers ``GET`` and ``HEAD
+/calendar/<token>.ics`` when it can do so cheaply and exactly as the view does: one statement
+on a pooled driver connection finds the patient's row by the hash of the secret, the entity
+tag follows from that row (``validators``), and the answer is a ``304`` or the cached bytes,
+with the same headers as the view's.
+
+Everything else goes on to Flask, whose view stays the reference behaviour: an unknown or
+revoked secret (the ``404``), a ``200`` or an If-Modified-Since whose feed is not in this
+worker's cache (rendering), a request with cookies (the session may be refreshed), other
+methods and paths, a configured host check or app-wide rate limit, and any error, so a
+database outage is answered ``503`` by the app's handler as before. Nothing is cached here but
+rendered bytes under their full key: every answer reflects the database at the time of the
+request.
+
+``FEED_FAST_PATH = False`` turns it off (tests compare both paths answer by answer).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
+from werkzeug.http import parse_date, parse_etags
+
+from surveillance import clock
+from surveillance.extensions import db
+from surveillance.feeds import validators
+from surveillance.feeds.cache import CachedFeed, FeedCache, feed_cache
+from surveillance.feeds.views import CALENDAR_TYPE, PRIVATE_HEADERS
+from surveillance.http import HSTS, SECURITY_HEADERS
+from surveillance.models import Clinic, Patient
+from surveillance.secrets_store import token_hash
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "watchful_feed_fast_path"
+# The view's own route and token rule (``views._TOKEN``); anything else goes to Flask.
+_PATH = re.compile(r"^/calendar/([A-Za-z0-9_-]{16,128})\.ics$")
+
+# Status lines as Werkzeug writes them.
+OK, NOT_MODIFIED = "200 OK", "304 NOT MODIFIED"
+
+Row = tuple[int, int, datetime, int, datetime, str]
+StartResponse = Callable[..., Any]
+
+
+def _tail(secure: bool) -> tuple[tuple[str, str], ...]:
+    """What follows the representation headers, in the order the Flask path sends them: the
+    feed's privacy headers (``views.PRIVATE_HEADERS``), the app's security headers that those
+    did not set already (``http._secure_headers``), and the ``Vary: Cookie`` Flask's session
+    machinery adds (an after-request hook of Flask-Login reads the session)."""
+    headers = list(PRIVATE_HEADERS)
+    present = {name for name, _ in headers}
+    headers += [(name, value) for name, value in SECURITY_HEADERS if name not in present]
+    if secure:
+        headers.append(("Strict-Transport-Security", HSTS))
+    headers.append(("Vary", "Cookie"))
+    return tuple(headers)
+
+
+class PatientLookup:
+    """The patient's row for a secret's hash: one statement on a pooled driver connection.
+
+    The statement is compiled once from the models; values go through the columns' own
+    result processors, so timestamps are the same aware UTC datetimes the ORM returns. The
+    statement runs outside any transaction (a single statement reads a consistent snapshot):
+    SQLite connections are in autocommit mode already (``surveillance._sqlite_pragmas``), and
+    psycopg's is switched the way SQLAlchemy's own ``pool_pre_ping`` does, so neither a
+    ``BEGIN`` nor a ``ROLLBACK`` travels."""
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = engine.dialect
+        statement = (
+            select(
+                Patient.id,
+                Patient.feed_version,
+                Patient.updated_at,
+                Clinic.id,
+                Clinic.updated_at,
+                Clinic.timezone,
+            )
+            .join(Patient.clinic)
+            .where(Patient.feed_token_hash == bindparam("token_hash"))
+        )
+        self.engine = engine
+        self.sql = str(statement.compile(dialect=dialect))
+        self.positional = dialect.positional
+        stamp_type = Patient.__table__.c.updated_at.type
+        processor = stamp_type.dialect_impl(dialect).result_processor(dialect, None)
+        self.to_datetime: Callable[[Any], datetime] = processor or (lambda value: value)
+        self.switch_autocommit = dialect.driver == "psycopg"
+
+    def row(self, hashed: str) -> Row | None:
+        params: Any = (hashed,) if self.positional else {"token_hash": hashed}
+        connection = self.engine.raw_connection()
+        try:
+            found = self._fetch(connection, params)
+        finally:
+            connection.close()  # back to the pool
+        if found is None:
+            return None
+        patient_id, version, patient_changed, clinic_id, clinic_changed, timezone = found
+        return (
+            patient_id,
+            version,
+            self.to_datetime(patient_changed),
+            clinic_id,
+            self.to_datetime(clinic_changed),
+            timezone,
+        )
+
+    def _fetch(self, connection: PoolProxiedConnection, params: Any) -> Any:
+        driver: Any = connection.driver_connection
+        switched = self.switch_autocommit and not driver.autocommit
+        if switched:
+            driver.autocommit = True
+        cursor = connection.cursor()
+        try:
+            cursor.execute(self.sql, params)
+            return cursor.fetchone()
+        except Exception as exc:
+            if self.engine.dialect.is_disconnect(exc, driver, cursor):  # type: ignore[arg-type]
+                connection.invalidate(exc)
+            raise
+        finally:
+            cursor.close()
+            if switched and connection.is_valid:
+                try:
+                    driver.autocommit = False
+                except Exception:
+                    # Never hand the pool a connection left in autocommit mode.
+                    connection.invalidate()
+                    raise
+
+
+class PatientFeedFastPath:
+    """WSGI middleware in front of ``app.wsgi_app`` (see the module's docstring)."""
+
+    def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.config = app.config
+        with app.app_context():
+            self.lookup = PatientLookup(db.engine)
+        self.tails = {False: _tail(False), True: _tail(True)}
+        self._cache: FeedCache | None = None
+        # Counters for tests and operators: answers given here, requests handed to Flask.
+        self.answered = 0
+        self.handed_on = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        match = self._applies(environ)
+        if match is not None:
+            try:
+                answer = self._answer(environ, match.group(1))
+            except Exception as exc:  # the view is the reference: it decides
+                if not isinstance(exc, (DBAPIError, self.lookup.engine.dialect.loaded_dbapi.Error)):
+                    # The type only: a message may quote data.
+                    log.warning("feed fast path handed on after %s", type(exc).__name__)
+                answer = None
+            if answer is not None:
+                self.answered += 1
+                status, headers, body = answer
+                start_response(status, headers)
+                return body
+            self.handed_on += 1
+        return self.wsgi_app(environ, start_response)
+
+    def _applies(self, environ: dict[str, Any]) -> re.Match[str] | None:
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return None
+        match = _PATH.match(environ.get("PATH_INFO", ""))
+        if match is None:
+            return None
+        config = self.config
+        if not config.get("FEED_FAST_PATH", True):
+            return None
+        # Cookies: Flask may refresh a session cookie. A host check: Flask may refuse the host.
+        # App-wide rate limits: Flask-Limiter counts them in a before-request hook.
+        if (
+            "HTTP_COOKIE" in environ
+            or config.get("SERVER_NAME")
+            or config.get("TRUSTED_HOSTS")
+            or config.get("RATELIMIT_DEFAULT")
+            or config.get("RATELIMIT_APPLICATION")
+        ):
+            return None
+        return match
+
+    def _answer(
+        self, environ: dict[str, Any], token: str
+    ) -> tuple[str, list[tuple[str, str]], list[bytes]] | None:
+        row = self.lookup.row(token_hash(token))
+        if row is None:
+            return None  # not found: the view's 404
+        patient_id, version, patient_changed, clinic_id, clinic_changed, timezone = row
+        etag = validators.patient_feed_etag(
+            validators.rendering_epoch(self.config),
+            patient_id,
+            version,
+            patient_changed,
+            clinic_id,
+            clinic_changed,
+            timezone,
+            clock.today_in(timezone),
+        )
+        tail = self.tails[environ.get("wsgi.url_scheme") in ("https", "wss")]
+        if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+        if if_none_match is not None and _matches(if_none_match, etag):
+            return NOT_MODIFIED, [("ETag", f'"{etag}"'), *tail], []
+        feed = self.cache.get(etag)
+        if feed is None:
+            return None  # to be rendered: the view's work
+        if if_none_match is None and _unmodified_since(environ, feed):
+            return NOT_MODIFIED, [("ETag", feed.quoted_etag), *tail], []
+        headers = [
+            ("Content-Type", CALENDAR_TYPE),
+            ("Content-Length", feed.content_length),
+            ("ETag", feed.quoted_etag),
+            ("Last-Modified", feed.http_last_modified),
+            *tail,
+        ]
+        return OK, headers, [] if environ["REQUEST_METHOD"] == "HEAD" else [feed.body]
+
+    @property
+    def cache(self) -> FeedCache:
+        if self._cache is None:
+            self._cache = feed_cache(self.app)
+        return self._cache
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """Werkzeug's parsing and weak comparison, as ``request.if_none_match`` in the view."""
+    if if_none_match == f'"{etag}"':
+        return True
+    tags = parse_etags(if_none_match)
+    return bool(tags.star_tag or tags.contains_weak(etag))
+
+
+def _unmodified_since(environ: dict[str, Any], feed: CachedFeed) -> bool:
+    """If-Modified-Since as the view reads it: ignored when absent, invalid or in the future."""
+    since = parse_date(environ.get("HTTP_IF_MODIFIED_SINCE"))
+    if since is None or since > clock.utcnow():
+        return False
+    return feed.last_modified <= since
+
+
+def install(app: Flask) -> None:
+    """Put the fast path in front of the app's WSGI callable (inside any ProxyFix)."""
+    fast_path = PatientFeedFastPath(app, app.wsgi_app)
+    app.extensions[EXTENSION] = fast_path
+    app.wsgi_app = fast_path  # type: ignore[method-assign]
