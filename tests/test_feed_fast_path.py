@@ -281,9 +281,9 @@ def test_every_input_of_the_bytes_changes_the_entity_tag(  # type: ignore[no-unt
     _now.shift(timedelta(minutes=1))
     book(api, patient, "2026-07-06T09:30:00")  # raises the feed version
     changes("booking")
-    clinic.name = "Northside Clinic East"
+    clinic.calendar_name = "Northside Clinic East"  # the name patients see
     db.session.commit()
-    changes("renaming the clinic")
+    changes("renaming the clinic for patients")
     app.config["CALENDAR_UID_DOMAIN"] = "calendar.northside.test"
     changes("the UID domain")
     app.config["PUBLIC_BASE_URL"] = "https://other.watchful.test"
