@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -493,7 +493,7 @@ class _Prepared:
     attempts: int
     recipient: str
     subject: str
-    email: EmailMessage
+    email: Message
 
 
 def _prepare(

@@ -12,7 +12,7 @@ import os
 import re
 import smtplib
 import ssl
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -36,7 +36,7 @@ class PermanentFailure(DeliveryError):
 
 
 class Transport(Protocol):
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> None: ...
+    def send(self, message: Message, sender: str, recipient: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -70,7 +70,7 @@ class SmtpTransport:
             raise
         return smtp
 
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    def send(self, message: Message, sender: str, recipient: str) -> None:
         reused = self._smtp is not None
         try:
             self._send_once(message, sender, recipient)
@@ -85,7 +85,7 @@ class SmtpTransport:
                 self.close()
                 raise TemporaryFailure("The mail server closed the connection.") from None
 
-    def _send_once(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    def _send_once(self, message: Message, sender: str, recipient: str) -> None:
         try:
             if self._smtp is None:
                 self._smtp = self._connect()
@@ -156,7 +156,7 @@ class FolderTransport:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    def send(self, message: Message, sender: str, recipient: str) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             name = _UNSAFE.sub("-", str(message["Message-ID"]).strip("<>")) + ".eml"
