@@ -47,7 +47,8 @@ lint:
 
 # SQLite always; PostgreSQL too when TEST_DATABASE_URL points at one.
 test: install-dev lint
-	$(BIN)/python -m pytest -n 2
+	@echo "== on SQLite"
+	env -u TEST_DATABASE_URL $(BIN)/python -m pytest -n 2
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 	  echo "== again on PostgreSQL ($$TEST_DATABASE_URL)"; \
 	  $(BIN)/python -m pytest -n 2; \

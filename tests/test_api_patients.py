@@ -93,6 +93,7 @@ def test_past_enrolment_gives_overdue_planned_events(api) -> None:  # type: igno
         ({"email": "not-an-email"}, "email"),
         ({"favourite_colour": "blue"}, "favourite_colour"),
         ({"mrn": ""}, "mrn"),
+        ({"preferred_language": "ywr-DC5i0Jo-3X-BJ-3HIIV-cZ"}, "preferred_language"),  # > column
         ({"differentiation": "poorly"}, "justification"),
         ({"grade": "G3"}, "justification"),
     ],

@@ -25,7 +25,10 @@ Mrn = Annotated[
 Phone = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=40, pattern=r"^[0-9+()\-. ]*$")
 ]
-Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+# Up to 20 characters: the column's size (a BCP 47 tag this long is already unusual).
+Language = Annotated[
+    str, StringConstraints(max_length=20, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+]
 Interval = Annotated[int, Field(ge=3, le=6)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
