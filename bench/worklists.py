@@ -11,6 +11,7 @@ then the API endpoints through the Flask test client. Prints p50/p99 in millisec
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from collections.abc import Callable
 from typing import Any
@@ -109,6 +110,8 @@ def main() -> None:
     options = {"connect_args": {"options": f"-c statement_timeout={LIMIT_SECONDS * 1000}"}}
     extra = {"SQLALCHEMY_ENGINE_OPTIONS": options} if "postgresql" in args.target else {}
     app = create_app(common.app_config(args.target, **extra))
+    # As a gunicorn worker does once it has started (surveillance/gunicorn_conf.py).
+    gc.freeze()
     with app.app_context():
         _interrupt_slow_statements(db.engine)
         admin = db.session.scalar(select(User).where(User.email == "admin@bench.test"))

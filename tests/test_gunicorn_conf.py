@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime
+import gc
 from types import SimpleNamespace
 
 from gunicorn.config import Config
 
-from surveillance.gunicorn_conf import RedactingLogger, access_log_format, redact_path
+from surveillance.gunicorn_conf import (
+    RedactingLogger,
+    access_log_format,
+    post_worker_init,
+    redact_path,
+)
 
 
 def test_paths_with_tokens_are_masked() -> None:
@@ -39,3 +45,12 @@ def test_logger_atoms_carry_neither_query_nor_token() -> None:
     assert "SeCrEt" not in line and "Jamie" not in line
     assert atoms["r"] == "GET /p/[token] HTTP/1.1"
     assert atoms["q"] == atoms["f"] == "-"
+
+
+def test_a_started_worker_freezes_its_start_up_objects() -> None:
+    before = gc.get_freeze_count()
+    try:
+        post_worker_init(SimpleNamespace())
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
