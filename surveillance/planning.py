@@ -219,6 +219,13 @@ def anchor_for_new_interval(last_seen_on: date, interval_months: int, today: dat
 
 
 PLANNED, WITHDRAWN = "planned", "withdrawn"
+CANCELLED = "cancelled"
+
+
+def reconciliation_status(status: str, cancelled_by_replan: bool) -> str:
+    """An event's status as reconciliation sees it: a visit an earlier re-planning cancelled
+    is ``withdrawn`` (its slot may be used again); one a person cancelled stays cancelled."""
+    return WITHDRAWN if status == CANCELLED and cancelled_by_replan else status
 
 
 @dataclass(frozen=True, slots=True)

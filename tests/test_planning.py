@@ -328,3 +328,12 @@ def test_withdrawn_slots_come_back_instead_of_leaving_a_gap() -> None:
         f"id{s.ordinal}" for s in three if s.ordinal > 4
     )
     assert result.creates == [] and result.cancels == []
+
+
+def test_only_a_visit_re_planning_cancelled_counts_as_withdrawn() -> None:
+    from surveillance.models import EventStatus
+
+    assert planning.CANCELLED == EventStatus.CANCELLED  # the engine's word for the model's
+    assert planning.reconciliation_status("cancelled", True) == planning.WITHDRAWN
+    assert planning.reconciliation_status("cancelled", False) == "cancelled"
+    assert planning.reconciliation_status("completed", True) == "completed"

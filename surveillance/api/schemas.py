@@ -209,8 +209,9 @@ class FeedLinksOut(BaseModel):
     webcal_url: str
 
 
-class PatientPageOut(BaseModel):
-    items: list[PatientSummaryOut]
+class CappedPage(BaseModel):
+    """Paging without an exact total: counting every match would cost more than the page."""
+
     page: int
     per_page: int
     total: int = Field(
@@ -220,6 +221,10 @@ class PatientPageOut(BaseModel):
     )
     total_is_capped: bool = Field(description=f"True when `total` stopped at {COUNT_LIMIT}.")
     has_more: bool = Field(description="True when another page follows this one.")
+
+
+class PatientPageOut(CappedPage):
+    items: list[PatientSummaryOut]
 
 
 class ErrorOut(BaseModel):
@@ -315,20 +320,11 @@ class WorklistItemOut(BaseModel):
     reminder: ReminderOut | None
 
 
-class WorklistPageOut(BaseModel):
+class WorklistPageOut(CappedPage):
     name: str
     title: str
     description: str
     items: list[WorklistItemOut]
-    page: int
-    per_page: int
-    total: int = Field(
-        description=f"How many match, counted up to {COUNT_LIMIT}: when `total_is_capped` is "
-        f"true there are more than {COUNT_LIMIT} (not counted further; page on while "
-        "`has_more`)."
-    )
-    total_is_capped: bool = Field(description=f"True when `total` stopped at {COUNT_LIMIT}.")
-    has_more: bool = Field(description="True when another page follows this one.")
 
 
 class WorklistSummaryOut(BaseModel):

@@ -184,13 +184,6 @@ class _Planner:
         return self._biopsies[enrolled_on]
 
 
-def _engine_status(status: str, cancelled_by_replan: bool) -> str:
-    """As ``plans._engine_status``: a slot re-planning withdrew may be used again."""
-    if status == EventStatus.CANCELLED and cancelled_by_replan:
-        return planning.WITHDRAWN
-    return status
-
-
 def _plan_extension(
     plan: Row[Any],
     visits: list[ExistingVisit],
@@ -263,7 +256,9 @@ def _plan_events(
         if kind == EventKind.VISIT:
             if ordinal > plans_by_id[plan_id].anchor_ordinal:
                 visits[plan_id].append(
-                    ExistingVisit(event_id, ordinal, _engine_status(status, by_replan), due_on)
+                    ExistingVisit(
+                        event_id, ordinal, planning.reconciliation_status(status, by_replan), due_on
+                    )
                 )
         elif kind == EventKind.BIOPSY and status == EventStatus.PLANNED and due_on >= today:
             biopsies[plan_id].append(due_on)

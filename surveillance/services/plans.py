@@ -212,12 +212,6 @@ def _visits(plan: SurveillancePlan) -> list[PlanEvent]:
     return [e for e in plan.events if e.kind == EventKind.VISIT]
 
 
-def _engine_status(event: PlanEvent) -> str:
-    if event.status == EventStatus.CANCELLED and event.cancelled_by_replan:
-        return planning.WITHDRAWN
-    return event.status
-
-
 def _desired_visits(plan: SurveillancePlan, today: date) -> list[EventSlot]:
     until = planning.horizon_end(today, plan.enrolled_on, _horizon_months())
     try:
@@ -236,7 +230,15 @@ def replan(plan: SurveillancePlan, today: date) -> planning.Reconciliation:
     """Bring the plan's future visits in line with its anchor, interval and horizon."""
     desired = _desired_visits(plan, today)
     by_id = {e.id: e for e in _visits(plan)}
-    existing = [ExistingVisit(e.id, e.ordinal, _engine_status(e), e.due_on) for e in by_id.values()]
+    existing = [
+        ExistingVisit(
+            e.id,
+            e.ordinal,
+            planning.reconciliation_status(e.status, e.cancelled_by_replan),
+            e.due_on,
+        )
+        for e in by_id.values()
+    ]
     result = planning.reconcile_visits(existing, desired, plan.anchor_ordinal, today)
     for key, slot in result.moves:
         event = by_id[key]  # type: ignore[index]
