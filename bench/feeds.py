@@ -87,7 +87,7 @@ class Gunicorn:
             try:
                 urllib.request.urlopen(self.url(check_path), timeout=5).read()
                 break
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.3)
         else:
             self.stop()

@@ -5,7 +5,7 @@ or bytes already rendered. For those, Flask's request machinery (request and app
 the session, the extensions' before- and after-request hooks, the ORM and its statement
 cache) costs many times the work itself. This middleware answers ``GET`` and ``HEAD
 /calendar/<token>.ics`` when it can do so cheaply and exactly as the view does: one statement
-on a pooled driver connection finds the patient's row by the hash of the secret, the entity
+on the worker's own driver connection finds the patient's row by the hash of the secret, the entity
 tag follows from that row (``validators``), and the answer is a ``304`` or the cached bytes,
 with the same headers as the view's.
 
@@ -23,13 +23,15 @@ request.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
@@ -72,14 +74,24 @@ def _tail(secure: bool) -> tuple[tuple[str, str], ...]:
 
 
 class PatientLookup:
-    """The patient's row for a secret's hash: one statement on a pooled driver connection.
+    """The patient's row for a secret's hash: one statement on a driver connection of its own.
 
     The statement is compiled once from the models; values go through the columns' own
     result processors, so timestamps are the same aware UTC datetimes the ORM returns. The
     statement runs outside any transaction (a single statement reads a consistent snapshot):
     SQLite connections are in autocommit mode already (``surveillance._sqlite_pragmas``), and
-    psycopg's is switched the way SQLAlchemy's own ``pool_pre_ping`` does, so neither a
-    ``BEGIN`` nor a ``ROLLBACK`` travels."""
+    psycopg's is switched to it once, so neither a ``BEGIN`` nor a ``ROLLBACK`` travels.
+
+    Each thread (a sync worker has one) holds its own connection, opened through the engine
+    (so its connect hooks run) and then detached from the pool. Why not the pool: a poll's
+    own work is a few microseconds of SQL, and the pool's checkout and return (the connection
+    wrapper, its finaliser, the events, the reset, and on PostgreSQL ``pool_pre_ping``'s extra
+    round trip) cost more than the statement; under load, with the CPU caches cold, that
+    overhead was most of the gap to the benchmark's baseline (``bench/README.md``). A broken
+    connection is closed on its first error and the request goes on to Flask (whose pooled,
+    pre-pinged connection answers or gives the ``503``); the next poll opens a new one.
+    ``Engine.dispose()`` closes them all (tests drop databases; deployments rotate
+    credentials), and a forked child never uses its parent's."""
 
     def __init__(self, engine: Engine) -> None:
         dialect = engine.dialect
@@ -101,15 +113,28 @@ class PatientLookup:
         stamp_type = Patient.__table__.c.updated_at.type
         processor = stamp_type.dialect_impl(dialect).result_processor(dialect, None)
         self.to_datetime: Callable[[Any], datetime] = processor or (lambda value: value)
-        self.switch_autocommit = dialect.driver == "psycopg"
+        self.needs_autocommit = dialect.driver == "psycopg"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: set[PoolProxiedConnection] = set()
+        self._generation = 0
+        self.connections_opened = 0  # for tests and operators
+        event.listen(engine, "engine_disposed", self._close_all)
 
     def row(self, hashed: str) -> Row | None:
         params: Any = (hashed,) if self.positional else {"token_hash": hashed}
-        connection = self.engine.raw_connection()
+        connection = self._connection()
+        driver: Any = connection.dbapi_connection  # a detached wrapper has no driver_connection
         try:
-            found = self._fetch(connection, params)
-        finally:
-            connection.close()  # back to the pool
+            cursor = driver.cursor()
+            try:
+                cursor.execute(self.sql, params)
+                found = cursor.fetchone()
+            finally:
+                cursor.close()
+        except Exception:
+            self._discard(connection)
+            raise
         if found is None:
             return None
         patient_id, version, patient_changed, clinic_id, clinic_changed, timezone = found
@@ -122,28 +147,48 @@ class PatientLookup:
             timezone,
         )
 
-    def _fetch(self, connection: PoolProxiedConnection, params: Any) -> Any:
-        driver: Any = connection.driver_connection
-        switched = self.switch_autocommit and not driver.autocommit
-        if switched:
-            driver.autocommit = True
-        cursor = connection.cursor()
+    def _connection(self) -> PoolProxiedConnection:
+        held = getattr(self._local, "held", None)
+        if held is not None:
+            generation, pid, connection = held
+            if generation == self._generation and pid == os.getpid():
+                return connection
+            self._discard(connection)
+        connection = self.engine.raw_connection()
         try:
-            cursor.execute(self.sql, params)
-            return cursor.fetchone()
-        except Exception as exc:
-            if self.engine.dialect.is_disconnect(exc, driver, cursor):  # type: ignore[arg-type]
-                connection.invalidate(exc)
+            # Detached: the pool forgets it, and ``close()`` really closes it.
+            connection.detach()
+            if self.needs_autocommit:
+                connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+        except Exception:
+            connection.close()
             raise
-        finally:
-            cursor.close()
-            if switched and connection.is_valid:
-                try:
-                    driver.autocommit = False
-                except Exception:
-                    # Never hand the pool a connection left in autocommit mode.
-                    connection.invalidate()
-                    raise
+        with self._lock:
+            self._open.add(connection)
+            generation = self._generation
+            self.connections_opened += 1
+        self._local.held = (generation, os.getpid(), connection)
+        return connection
+
+    def _discard(self, connection: PoolProxiedConnection) -> None:
+        self._local.held = None
+        with self._lock:
+            self._open.discard(connection)
+        _close_quietly(connection)
+
+    def _close_all(self, _engine: Engine) -> None:
+        with self._lock:
+            self._generation += 1
+            connections, self._open = self._open, set()
+        for connection in connections:
+            _close_quietly(connection)
+
+
+def _close_quietly(connection: PoolProxiedConnection) -> None:
+    try:
+        connection.close()
+    except Exception:  # already broken, or closed from under a thread using it
+        log.debug("feed fast path: closing a driver connection failed", exc_info=True)
 
 
 class PatientFeedFastPath:
