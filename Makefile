@@ -8,7 +8,7 @@ FLASK   = $(BIN)/flask --app surveillance
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run test install install-dev lint migrate demo serve scheduler clean
+.PHONY: run test install install-dev lint migrate demo serve scheduler clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,3 +56,8 @@ test: install-dev lint
 
 clean:
 	rm -rf $(VENV) instance node_modules .pytest_cache .hypothesis test-output
+
+# Every benchmark on both databases (about 25 minutes on 2 cores; needs PostgreSQL on
+# 127.0.0.1:5432 and installs wrk from Debian when missing). JSON in /tmp/bench-results.
+bench: install-dev
+	bash bench/run_all.sh
