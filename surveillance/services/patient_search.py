@@ -7,8 +7,10 @@ ignoring case. Substring search cannot use an ordinary index, so each database g
 * PostgreSQL: a pg_trgm GIN index on the lower-cased search text, which serves ``LIKE
   '%term%'`` itself.
 * SQLite: an FTS5 table with the trigram tokenizer (``patients_search``), kept in step with
-  ``patients`` by triggers; terms of three characters or more are looked up there, shorter
-  ones (which match many patients, found quickly in index order) scan the names.
+  ``patients`` by triggers.
+
+Both serve terms of three characters or more; shorter ones (which match many patients, found
+quickly in index order) scan the names on both databases.
 
 Pages never count the whole result: ``count_matches`` stops at ``COUNT_LIMIT`` (shown as
 "100+"), and a page fetches one row more than it shows to know whether another follows.
@@ -89,11 +91,18 @@ def postgres_search_text() -> ColumnElement[str]:
 
 
 def _scan_condition(term: str) -> ColumnElement[bool]:
-    """The term in any of the three fields, without an index (SQLite, short terms)."""
+    """The term in any of the three fields, without an index (short terms)."""
+    given, family = func.lower(Patient.given_name), func.lower(Patient.family_name)
+    if " " in term or "," in term:
+        # Only such a term can span the separator of "given family" or "family, given".
+        given = func.lower(Patient.given_name + " " + Patient.family_name)
+        family = func.lower(Patient.family_name + ", " + Patient.given_name)
+    # Otherwise it lies within one name: the names alone are cheaper to search, row by row,
+    # than the two joined strings (a short term reads a few thousand rows).
     # autoescape: a typed % or _ is a character to find, not a wildcard.
     return or_(
-        func.lower(Patient.given_name + " " + Patient.family_name).contains(term, autoescape=True),
-        func.lower(Patient.family_name + ", " + Patient.given_name).contains(term, autoescape=True),
+        given.contains(term, autoescape=True),
+        family.contains(term, autoescape=True),
         func.lower(Patient.mrn).contains(term, autoescape=True),
     )
 
@@ -109,14 +118,16 @@ def _fts_condition(term: str) -> ColumnElement[bool]:
 
 def term_condition(term: str) -> ColumnElement[bool]:
     """Patients whose names or MRN contain ``term`` (already stripped and lower-cased)."""
+    if len(term) < TRIGRAM:
+        # No index serves so short a term (a trigram index needs three characters); it is
+        # common, so the first page is found after reading a few thousand rows in name order.
+        return _scan_condition(term)
     if db.session.get_bind().dialect.name == "postgresql":
         if FIELD_SEPARATOR in term:
             # Only a term with the separator could match across two fields; no name has one.
             return literal_column("1") == 0
         return postgres_search_text().contains(term, autoescape=True)
-    if len(term) >= TRIGRAM:
-        return _fts_condition(term)
-    return _scan_condition(term)
+    return _fts_condition(term)
 
 
 def _filtered(user: User, term: str, clinic_id: int | None) -> Select[Any]:
