@@ -13,7 +13,7 @@ import time_machine
 from sqlalchemy import event, select
 
 from surveillance.extensions import db
-from surveillance.models import EventStatus, OutboxMessage, OutboxStatus, PlanEvent
+from surveillance.models import EventStatus, OutboxMessage, OutboxStatus, PlanEvent, User
 from surveillance.services import patient_search, plans, worklists
 from tests import factories
 
@@ -159,3 +159,16 @@ def test_api_worklist_query_count_is_constant(busy_clinic, api, name: str) -> No
 
     listing(SMALL)()
     assert statements_for(listing(SMALL)) == statements_for(listing(LARGE))
+
+
+@pytest.mark.parametrize("row_plan", list(patient_search.RowPlan))
+def test_patient_search_loads_one_event_a_row(busy_clinic, row_plan) -> None:  # type: ignore[no-untyped-def]
+    """A row shows one event: the page must not load every event of its patients' plans (about
+    a dozen a patient, which once cost more than the rest of the page together)."""
+    user_id = busy_clinic.id
+    db.session.expunge_all()  # only what the search loads is in the session afterwards
+    user = db.session.get(User, user_id)
+    rows = patient_search.search(user, per_page=LARGE, row_plan=row_plan).rows
+    loaded = [o for o in db.session.identity_map.values() if isinstance(o, PlanEvent)]
+    assert len(rows) == PATIENTS and all(row.next_event is not None for row in rows)
+    assert sorted(e.id for e in loaded) == sorted(row.next_event.id for row in rows)

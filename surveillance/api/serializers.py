@@ -11,8 +11,6 @@ from surveillance.feeds import urls as feed_urls
 from surveillance.models import EventStatus, Patient, PlanEvent, StageChange, SurveillancePlan
 from surveillance.stages import allowed_next
 
-OPEN_STATUSES = (EventStatus.PLANNED, EventStatus.BOOKED)
-
 
 def _local(moment: datetime | None, timezone: str) -> str | None:
     if moment is None:
@@ -20,8 +18,11 @@ def _local(moment: datetime | None, timezone: str) -> str | None:
     return moment.astimezone(ZoneInfo(timezone)).replace(tzinfo=None).isoformat(timespec="minutes")
 
 
-def event_json(event: PlanEvent, today: date) -> dict[str, Any]:
-    timezone = event.patient.clinic.timezone
+def event_json(event: PlanEvent, today: date, timezone: str | None = None) -> dict[str, Any]:
+    """``timezone`` is the patient's clinic's, when the caller has it at hand: looking it up
+    through ``event.patient`` costs more than the rest of this function for a list of events."""
+    if timezone is None:
+        timezone = event.patient.clinic.timezone
     return {
         "id": event.id,
         "uid": event.uid,
@@ -59,15 +60,11 @@ def plan_json(plan: SurveillancePlan) -> dict[str, Any]:
     }
 
 
-def next_event(patient: Patient) -> PlanEvent | None:
-    plan = patient.latest_plan
-    if plan is None:
-        return None
-    return next((e for e in plan.events if e.status in OPEN_STATUSES), None)
-
-
-def patient_summary_json(patient: Patient, today: date) -> dict[str, Any]:
-    upcoming = next_event(patient)
+def patient_summary_json(
+    patient: Patient, upcoming: PlanEvent | None, today: date
+) -> dict[str, Any]:
+    """A list item: ``upcoming`` is the next open event of the patient's latest plan, found for
+    the whole page at once (``patient_search.next_open_events``)."""
     plan = patient.latest_plan
     return {
         "id": patient.id,
@@ -76,12 +73,13 @@ def patient_summary_json(patient: Patient, today: date) -> dict[str, Any]:
         "family_name": patient.family_name,
         "clinic": patient.clinic.slug,
         "plan_status": plan.status if plan else None,
-        "next_event": event_json(upcoming, today) if upcoming else None,
+        "next_event": event_json(upcoming, today, patient.clinic.timezone) if upcoming else None,
     }
 
 
 def patient_json(patient: Patient) -> dict[str, Any]:
-    today = clock.today_in(patient.clinic.timezone)
+    timezone = patient.clinic.timezone
+    today = clock.today_in(timezone)
     plan = patient.latest_plan
     return {
         "id": patient.id,
@@ -103,7 +101,7 @@ def patient_json(patient: Patient) -> dict[str, Any]:
             "functional": patient.functional,
         },
         "plan": plan_json(plan) if plan else None,
-        "events": [event_json(e, today) for e in plan.events] if plan else [],
+        "events": [event_json(e, today, timezone) for e in plan.events] if plan else [],
         "stage": patient.stage,
         "next_stages": [s.value for s in allowed_next(patient.stage)],
         "stage_history": [stage_change_json(c) for c in patient.stage_history],

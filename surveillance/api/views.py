@@ -77,11 +77,19 @@ def list_patients() -> Any:
             raise ValidationFailed({"clinic": "Unknown clinic."})
         clinic_id = clinic.id
     found = patient_search.search(
-        user, request.args.get("q", ""), clinic_id, patient_search.SortOrder.NAME, page, per_page
+        user,
+        request.args.get("q", ""),
+        clinic_id,
+        patient_search.SortOrder.NAME,
+        page,
+        per_page,
+        patient_search.RowPlan.LATEST,
     )
     return {
         "items": [
-            patient_summary_json(row.patient, clock.today_in(row.patient.clinic.timezone))
+            patient_summary_json(
+                row.patient, row.next_event, clock.today_in(row.patient.clinic.timezone)
+            )
             for row in found.rows
         ],
         "page": page,
