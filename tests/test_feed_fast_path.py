@@ -454,7 +454,7 @@ def test_each_thread_keeps_one_connection_until_the_engine_is_disposed(  # type:
     driver = held.dbapi_connection
     db.engine.dispose()  # e.g. a test dropping its database, or new credentials
     assert lookup._open == set()
-    with pytest.raises(Exception, match="(?i)closed"):  # closed, not merely forgotten
+    with pytest.raises(Exception, match=r"(?i)closed"):  # closed, not merely forgotten
         driver.cursor()
     assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
     assert lookup.connections_opened == opened + 1
