@@ -225,16 +225,14 @@ def test_a_plan_changed_between_reading_and_writing_is_redone_through_the_orm(cl
         ended, untouched = factories.enrol(clinic), factories.enrol(clinic)
     events_before = len(ended.active_plan.events)
     with time_machine.travel(LATER, tick=False):
-        today = clock.today_in(clinic.timezone)
-        months = planning.DEFAULT_HORIZON_MONTHS
-        rows = horizons._candidates(clinic.id, today, months)
+        planners = horizons._planners(clock.today_in, planning.DEFAULT_HORIZON_MONTHS)
+        rows = horizons._candidates(planners)
         assert {row.id for row in rows} == {ended.active_plan.id, untouched.active_plan.id}
         # A coordinator ends one plan after the job read it. Its events are all cancelled by
         # hand now, which re-planning leaves alone: only the plan row shows the change.
         plans.end_surveillance(ended.active_plan, "Moved away")
         db.session.commit()
-        planner = horizons._Planner(clinic.calendar(), today, months)
-        result = horizons._extend_batch(rows, planner)
+        result = horizons._extend_batch(rows, planners)
         assert str(result) == "added 2 visits to 1 plans"
         assert jobs.run_job("extend-horizons") == "added 0 visits to 0 plans"
     db.session.expire_all()
@@ -254,7 +252,10 @@ def test_only_plans_that_fall_short_are_read(clinic) -> None:  # type: ignore[no
         db.session.get(SurveillancePlan, short.active_plan.id).horizon_until = date(2027, 1, 10)
         db.session.get(SurveillancePlan, ended.plans[0].id).horizon_until = date(2027, 1, 10)
         db.session.commit()
-        rows = horizons._candidates(clinic.id, date(2026, 1, 5), planning.DEFAULT_HORIZON_MONTHS)
+        planners = horizons._planners(
+            lambda _zone: date(2026, 1, 5), planning.DEFAULT_HORIZON_MONTHS
+        )
+        rows = horizons._candidates(planners)
     assert [row.id for row in rows] == [short.active_plan.id]
     assert audit.current_actor().label == "system"
 
