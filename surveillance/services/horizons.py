@@ -42,14 +42,13 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
-    column,
     func,
     insert,
+    literal_column,
     select,
     type_coerce,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.types import TypeEngine
 
@@ -301,36 +300,29 @@ def _plan_events(
 
 
 def _rows(columns: Sequence[tuple[str, TypeEngine[Any]]], rows: list[tuple[Any, ...]]) -> Any:
-    """``rows`` as a derived table with these columns, bound as a handful of parameters:
-    one array per column, unnested (PostgreSQL), or one JSON document (SQLite's json_each).
+    """``rows`` as a derived table with these columns, bound as one parameter: a JSON array of
+    the rows (dates as ISO text, as SQLAlchemy stores them in SQLite), taken apart by the
+    database (``json_array_elements``, ``json_each``).
 
-    A batch is then one statement of constant size. With a VALUES tuple per row (SQLAlchemy's
-    "insertmanyvalues") psycopg spent longer parsing the statements' placeholders than
-    PostgreSQL spent running them, and executemany is a round of the protocol per row; on
-    SQLite, per-row parameters cost more in bind processing than the rows cost SQLite."""
+    A batch is then one statement of constant size, whatever its rows. With a VALUES tuple
+    per row (SQLAlchemy's "insertmanyvalues") psycopg spent longer parsing the statements'
+    placeholders than PostgreSQL spent running them; executemany is a round of the protocol
+    per row; arrays of text are escaped element by element in Python; and on SQLite per-row
+    parameters cost more in bind processing than the rows cost SQLite."""
+    document = bindparam(None, json.dumps(rows, default=date.isoformat), type_=String)
     if db.session.get_bind().dialect.name == "postgresql":
-        arrays = [
-            bindparam(None, [row[i] for row in rows], type_=ARRAY(type_))
-            for i, (_name, type_) in enumerate(columns)
+        each = func.json_array_elements(cast(document, JSON)).table_valued("value")
+        values = [
+            cast(each.c.value.op("->>")(literal_column(str(i))), type_).label(name)
+            for i, (name, type_) in enumerate(columns)
         ]
-        return (
-            func.unnest(*arrays)
-            .table_valued(*(column(name, type_) for name, type_ in columns))
-            .render_derived()
-        )
-    # Dates become ISO text, which is how SQLAlchemy stores them in SQLite; booleans 1 and 0.
-    document = json.dumps(rows, default=date.isoformat)
-    each = func.json_each(bindparam(None, document, type_=String)).table_valued("value")
-    return (
-        select(
-            *(
-                type_coerce(func.json_extract(each.c.value, f"$[{i}]"), type_).label(name)
-                for i, (name, type_) in enumerate(columns)
-            )
-        )
-        .select_from(each)
-        .subquery()
-    )
+    else:
+        each = func.json_each(document).table_valued("value")
+        values = [
+            type_coerce(func.json_extract(each.c.value, f"$[{i}]"), type_).label(name)
+            for i, (name, type_) in enumerate(columns)
+        ]
+    return select(*values).select_from(each).subquery()
 
 
 def _write(extensions: list[_Extension]) -> HorizonResult:
