@@ -49,6 +49,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.types import TypeEngine
 
@@ -302,7 +303,7 @@ def _plan_events(
 def _rows(columns: Sequence[tuple[str, TypeEngine[Any]]], rows: list[tuple[Any, ...]]) -> Any:
     """``rows`` as a derived table with these columns, bound as one parameter: a JSON array of
     the rows (dates as ISO text, as SQLAlchemy stores them in SQLite), taken apart by the
-    database (``json_array_elements``, ``json_each``).
+    database (``jsonb_array_elements``, ``json_each``).
 
     A batch is then one statement of constant size, whatever its rows. With a VALUES tuple
     per row (SQLAlchemy's "insertmanyvalues") psycopg spent longer parsing the statements'
@@ -311,7 +312,8 @@ def _rows(columns: Sequence[tuple[str, TypeEngine[Any]]], rows: list[tuple[Any, 
     parameters cost more in bind processing than the rows cost SQLite."""
     document = bindparam(None, json.dumps(rows, default=date.isoformat), type_=String)
     if db.session.get_bind().dialect.name == "postgresql":
-        each = func.json_array_elements(cast(document, JSON)).table_valued("value")
+        # jsonb: parsed once; with json every ``->>`` would parse its row's text again.
+        each = func.jsonb_array_elements(cast(document, JSONB)).table_valued("value")
         values = [
             cast(each.c.value.op("->>")(literal_column(str(i))), type_).label(name)
             for i, (name, type_) in enumerate(columns)
