@@ -7,13 +7,16 @@ batches of plans instead:
 
 1. candidates come from an index on ``horizon_until``: a plan's ``horizon_until``
    is the nominal date of its last visit, always at least ``horizon_end`` of the day it was
-   (re)planned, so only plans whose horizon falls before today's can need a visit;
+   (re)planned, so only plans whose horizon falls before today's (its clinic's) can need a
+   visit. Batches of ``PLAN_BATCH`` follow plan ids across all clinics;
 2. the pure planning engine computes each plan's desired visits and reconciles them with the
    plan's current visits (read as plain rows), exactly as ``plans.replan`` does;
 3. plans whose reconciliation only *creates* visits (and whose biopsy stays put) are written
-   in bulk: one multi-row INSERT of the events, one executemany UPDATE of the horizons
-   (guarded, so a plan a coordinator changed meanwhile is noticed), one UPDATE raising the
-   patients' ``feed_version`` and the audit entries, in one transaction per batch;
+   in bulk, one statement per table whatever the batch's size (its rows travel as one JSON
+   document, see ``_rows``): the UPDATE of the horizons (guarded, so a plan a coordinator
+   changed meanwhile is noticed), the INSERT of the events, the audit entries; then the
+   patients' ``feed_version`` and, where the new visits can change it, their stored next-due
+   date; all in one transaction per batch;
 4. anything else (a withdrawn visit to restore, a planned date a closure now blocks, a moved
    biopsy, a planning error) goes through ``plans.extend_horizon`` itself, in the same
    transaction, so those rare plans behave exactly as before, reminders and all.
@@ -69,7 +72,13 @@ from surveillance.models import (
 from surveillance.planning import EventKind, EventSlot, ExistingVisit
 from surveillance.services import next_due, plans
 
-PLAN_BATCH = 5000  # plans per transaction (fewer, larger commits write fewer index pages)
+# Plans per transaction. Each batch is one transaction, so a crash or a stop loses at most the
+# batch in progress, and the next run finds its plans again (their horizon still falls short).
+# On SQLite the batch holds the write lock from its first read to its commit: 5,000 plans hold
+# it about a second, well inside the 5 s busy timeout web requests wait. Larger batches
+# measured no faster (commits: 2,500 plans 1.9 s, 5,000 1.3 s, 10,000 1.2 s, 25,000 1.9 s in
+# all), smaller ones write the same index pages more often.
+PLAN_BATCH = 5000
 
 _events = PlanEvent.__table__
 _plans = SurveillancePlan.__table__
