@@ -86,6 +86,11 @@ def machine() -> dict[str, Any]:
     }
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15-minute load averages: other work on the machine skews every timing."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
 def percentiles_ms(seconds: list[float]) -> dict[str, float]:
     ordered = sorted(seconds)
 

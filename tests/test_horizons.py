@@ -33,6 +33,8 @@ from tests import factories
 
 SET_UP = "2026-01-05 17:00:00+00:00"
 LATER = "2026-07-20 17:00:00+00:00"  # every plan made in January now falls short
+# Already 20 July in New York, still 19 July in Denver: the clinics' todays differ.
+LATER_BY_ZONE = "2026-07-20 05:30:00+00:00"
 # (enrolled on, interval, what happened since)
 SPECS: list[tuple[str, int, str | None]] = [
     ("2024-03-15", 3, None),
@@ -40,6 +42,9 @@ SPECS: list[tuple[str, int, str | None]] = [
     ("2025-08-31", 4, None),
     ("2026-01-05", 5, None),
     ("2026-06-01", 3, None),  # enrolled ahead: its horizon is its own
+    # Visit 5 falls on 2028-07-19: at LATER_BY_ZONE, Denver's horizon ends there and New
+    # York's a day later, so only New York's plan gets visit 6 (each clinic's own today).
+    ("2026-01-19", 6, None),
     ("2025-02-10", 3, "completed late"),  # anchor moves to visit 1
     ("2026-01-05", 3, "interval 6"),  # withdrawn visits come back: the ORM path
     ("2025-06-01", 6, "ended"),
@@ -169,12 +174,14 @@ def _audit_entries(patient: Patient, after_id: int) -> list[tuple[Any, ...]]:
     return sorted(found)
 
 
-def test_the_job_writes_what_the_per_plan_service_writes(twins, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(horizons, "PLAN_BATCH", 4)  # several batches, mixing both paths
+@pytest.mark.parametrize("later", [LATER, LATER_BY_ZONE])
+def test_the_job_writes_what_the_per_plan_service_writes(twins, monkeypatch, later) -> None:  # type: ignore[no-untyped-def]
+    # Several batches, mixing both paths and (batches follow plan ids) both clinics.
+    monkeypatch.setattr(horizons, "PLAN_BATCH", 4)
     db.session.expire_all()
     versions = {p.id: p.feed_version for c in twins["orm"] + twins["bulk"] for p in _patients(c)}
     mark = db.session.scalar(select(func.max(AuditEntry.id)))
-    with time_machine.travel(LATER, tick=False):
+    with time_machine.travel(later, tick=False):
         extended, added = _extend_plan_by_plan(twins["orm"])
         assert jobs.run_job("extend-horizons") == f"added {added} visits to {extended} plans"
         assert jobs.run_job("extend-horizons") == "added 0 visits to 0 plans"
@@ -225,16 +232,14 @@ def test_a_plan_changed_between_reading_and_writing_is_redone_through_the_orm(cl
         ended, untouched = factories.enrol(clinic), factories.enrol(clinic)
     events_before = len(ended.active_plan.events)
     with time_machine.travel(LATER, tick=False):
-        today = clock.today_in(clinic.timezone)
-        months = planning.DEFAULT_HORIZON_MONTHS
-        rows = horizons._candidates(clinic.id, today, months)
+        planners = horizons._planners(clock.today_in, planning.DEFAULT_HORIZON_MONTHS)
+        rows = horizons._candidates(planners)
         assert {row.id for row in rows} == {ended.active_plan.id, untouched.active_plan.id}
         # A coordinator ends one plan after the job read it. Its events are all cancelled by
         # hand now, which re-planning leaves alone: only the plan row shows the change.
         plans.end_surveillance(ended.active_plan, "Moved away")
         db.session.commit()
-        planner = horizons._Planner(clinic.calendar(), today, months)
-        result = horizons._extend_batch(rows, planner)
+        result = horizons._extend_batch(rows, planners)
         assert str(result) == "added 2 visits to 1 plans"
         assert jobs.run_job("extend-horizons") == "added 0 visits to 0 plans"
     db.session.expire_all()
@@ -254,7 +259,10 @@ def test_only_plans_that_fall_short_are_read(clinic) -> None:  # type: ignore[no
         db.session.get(SurveillancePlan, short.active_plan.id).horizon_until = date(2027, 1, 10)
         db.session.get(SurveillancePlan, ended.plans[0].id).horizon_until = date(2027, 1, 10)
         db.session.commit()
-        rows = horizons._candidates(clinic.id, date(2026, 1, 5), planning.DEFAULT_HORIZON_MONTHS)
+        planners = horizons._planners(
+            lambda _zone: date(2026, 1, 5), planning.DEFAULT_HORIZON_MONTHS
+        )
+        rows = horizons._candidates(planners)
     assert [row.id for row in rows] == [short.active_plan.id]
     assert audit.current_actor().label == "system"
 

@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from surveillance import jobs
 from surveillance.extensions import db
@@ -200,3 +200,35 @@ def test_bulk_writers_refresh_the_patients_they_touch(clinic) -> None:  # type: 
     check()
     next_due.refresh(None)
     check()
+
+
+def test_after_added_events_only_dates_they_can_change_are_recomputed(clinic) -> None:  # type: ignore[no-untyped-def]
+    """``refresh_after_added`` (the horizon job's bulk path): new open events can only make a
+    patient's date earlier, so patients whose stored date already comes first keep it."""
+    emptied, later, earlier = (factories.enrol(clinic, enrolled_on=TODAY) for _ in range(3))
+    for event in emptied.active_plan.events:
+        plans.cancel(event, "Test: nothing left open.")
+    db.session.commit()
+    day = TODAY + timedelta(days=10)  # before every planned visit of ``later``
+    # Stale on purpose, and earlier than ``day``: trusted, so it must stay.
+    db.session.execute(update(Patient).where(Patient.id == earlier.id).values(next_due_on=TODAY))
+    db.session.execute(
+        insert(PlanEvent),
+        [
+            {
+                "plan_id": patient.active_plan.id,
+                "patient_id": patient.id,
+                "kind": "visit",
+                "ordinal": 99,
+                "due_on": day,
+                "window_start": day,
+                "window_end": day,
+            }
+            for patient in (emptied, later, earlier)
+        ],
+    )
+    next_due.refresh_after_added([emptied.id, later.id, earlier.id], day)
+    db.session.commit()
+    db.session.expire_all()
+    stored = stored_next_due()
+    assert (stored[emptied.id], stored[later.id], stored[earlier.id]) == (day, day, TODAY)

@@ -18,10 +18,11 @@ every change of an event's status or due date and every plan that starts or ends
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, event, func, inspect, select, update
+from sqlalchemy import ColumnElement, Select, and_, event, func, inspect, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import min as sql_min
 
@@ -68,26 +69,44 @@ def _update(where: ColumnElement[bool]) -> Any:
     )
 
 
+def refresh_after_added(patient_ids: Sequence[int], earliest: date) -> None:
+    """``refresh`` for patients to whose active plans only new open events were added, none
+    due before ``earliest``: the earliest open date can then only change where it was empty
+    or later than ``earliest``, so only those patients are recomputed (a bulk writer adding
+    visits at the end of plans would otherwise rewrite every patient's unchanged value)."""
+    refresh(
+        patient_ids,
+        where=or_(patients.c.next_due_on.is_(None), patients.c.next_due_on > earliest),
+    )
+
+
 def refresh(
-    patient_ids: Iterable[int] | Select[Any] | None, session: Session | None = None
+    patient_ids: Iterable[int] | Select[Any] | None,
+    session: Session | None = None,
+    where: ColumnElement[bool] | None = None,
 ) -> None:
     """Recompute ``next_due_on`` for these patients (a collection of ids, a ``Select`` of ids,
-    or ``None`` for everyone), set-based, on the session's connection (its transaction)."""
+    or ``None`` for everyone; only those matching ``where`` if given), set-based, on the
+    session's connection (its transaction)."""
     if session is None:
         from surveillance.extensions import db
 
         session = db.session
     connection = session.connection()
     ids: set[int] | None = None
+
+    def run(condition: ColumnElement[bool]) -> None:
+        connection.execute(_update(condition if where is None else and_(condition, where)))
+
     if patient_ids is None:
-        connection.execute(_update(patients.c.id.isnot(None)))
+        run(patients.c.id.isnot(None))
     elif isinstance(patient_ids, Select):
-        connection.execute(_update(patients.c.id.in_(patient_ids.scalar_subquery())))
+        run(patients.c.id.in_(patient_ids.scalar_subquery()))
     else:
         ids = set(patient_ids)
         ordered = sorted(ids)
         for start in range(0, len(ordered), CHUNK):
-            connection.execute(_update(patients.c.id.in_(ordered[start : start + CHUNK])))
+            run(patients.c.id.in_(ordered[start : start + CHUNK]))
     # Loaded patients would otherwise keep showing the value they were loaded with.
     for obj in list(session.identity_map.values()):
         # The identity key, not ``obj.id``: reading an expired attribute would load the row.
