@@ -41,7 +41,19 @@ def test_upgrade_downgrade_upgrade_and_no_pending_diff(empty_database_url: str) 
         with db.engine.connect() as conn:
             diff = schema_drift(conn)
         assert diff == [], f"models and migrations disagree: {diff}"
+        if db.engine.dialect.name == "postgresql":
+            assert _patients_options() == ["fillfactor=80"]
+            downgrade(revision="0008_job_indexes")
+            assert _patients_options() is None
+            upgrade()
+            assert _patients_options() == ["fillfactor=80"]
         db.engine.dispose()
+
+
+def _patients_options() -> list[str] | None:
+    """The patients table's storage parameters (PostgreSQL; ``0009_patients_fillfactor``)."""
+    with db.engine.connect() as conn:
+        return conn.scalar(sa.text("SELECT reloptions FROM pg_class WHERE relname = 'patients'"))
 
 
 def test_downgrading_and_upgrading_keeps_related_rows(tmp_path: Path) -> None:
