@@ -18,14 +18,17 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import event as sa_event
 from werkzeug.test import TestResponse
 
 from surveillance import create_app
-from surveillance.extensions import db
+from surveillance.extensions import UTCDateTime, db
 from surveillance.feeds import fastpath, validators
 from surveillance.feeds.cache import feed_cache
 from tests import factories
@@ -479,3 +482,46 @@ def test_a_broken_connection_is_replaced_and_the_poll_still_answered(  # type: i
     # The next poll opens a fresh connection and is answered here again.
     assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
     assert fast.answered == answered + 1
+
+
+# --- Timestamps from the driver's values -----------------------------------------------------
+
+_STAMPED = sa.Table(
+    "fast_path_stamps",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", UTCDateTime),
+)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    moments=st.lists(
+        st.datetimes(
+            min_value=datetime(1000, 1, 1),
+            max_value=datetime(9998, 12, 31),
+            timezones=st.sampled_from([UTC, ZoneInfo("America/Denver"), ZoneInfo("Asia/Kolkata")]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_stamps_from_driver_values_equal_the_orms(app, fast, moments) -> None:  # type: ignore[no-untyped-def]
+    """The fast path's stamp of the raw value is the view's stamp of the ORM's datetime, for
+    text SQLAlchemy wrote and for text in another form (a value written by plain SQL)."""
+    engine = db.engine
+    _STAMPED.create(engine, checkfirst=True)
+    try:
+        with engine.begin() as conn:
+            conn.execute(_STAMPED.insert(), [{"id": i, "at": m} for i, m in enumerate(moments)])
+            if engine.dialect.name == "sqlite":  # without microseconds, as CURRENT_TIMESTAMP
+                plain = "INSERT INTO fast_path_stamps VALUES (-1, '2026-01-05 17:00:00')"
+                conn.execute(sa.text(plain))
+        with engine.connect() as conn:
+            typed = dict(conn.execute(sa.select(_STAMPED.c.id, _STAMPED.c.at)).all())
+            raw = dict(conn.exec_driver_sql("SELECT id, at FROM fast_path_stamps").all())
+        assert typed.keys() == raw.keys()
+        for key, value in typed.items():
+            assert fast.lookup.stamp(raw[key]) == validators.stamp(value), raw[key]
+    finally:
+        _STAMPED.drop(engine)

@@ -69,7 +69,8 @@ def zone_rules(name: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _stamp(moment: datetime) -> str:
+def stamp(moment: datetime) -> str:
+    """A timestamp as the tag reads it: UTC, ISO 8601, always with microseconds."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -84,15 +85,39 @@ def patient_feed_etag(
     today: date,
 ) -> str:
     """The feed's entity tag (unquoted, 32 hex digits), also its key in the feed cache."""
+    return patient_feed_etag_of_stamps(
+        epoch,
+        patient_id,
+        feed_version,
+        stamp(patient_updated_at),
+        clinic_id,
+        stamp(clinic_updated_at),
+        timezone,
+        today,
+    )
+
+
+def patient_feed_etag_of_stamps(
+    epoch: str,
+    patient_id: int,
+    feed_version: int,
+    patient_stamp: str,
+    clinic_id: int,
+    clinic_stamp: str,
+    timezone: str,
+    today: date,
+) -> str:
+    """``patient_feed_etag`` with the two timestamps already as ``stamp`` writes them (the
+    feed fast path derives them from the database's own text, without datetimes)."""
     material = "|".join(
         (
             "patient",
             epoch,
             str(patient_id),
             str(feed_version),
-            _stamp(patient_updated_at),
+            patient_stamp,
             str(clinic_id),
-            _stamp(clinic_updated_at),
+            clinic_stamp,
             timezone,
             zone_rules(timezone),
             today.isoformat(),
