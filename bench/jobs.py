@@ -9,12 +9,20 @@ It first migrates the database to the head revision (the jobs' indexes).
 * ``extend-horizons`` a month from now, when every plan whose furthest visit falls inside the
   horizon needs a visit added (seconds);
 * delivery of 10,000 queued messages to a local aiosmtpd server (messages per second), and the
-  same messages again through a transport that sends nothing, to see whether SMTP is the limit.
+  same messages again through a transport that sends nothing, to see whether SMTP is the limit;
+* the SMTP-only ceiling: the messages the null transport was given, sent again to a fresh
+  aiosmtpd server by ``SmtpTransport`` alone (one connection, one message after the other, as a
+  delivery run does), with no database and no rendering.
+
+``--delivery-only`` skips the timed queue-reminders and extend-horizons runs (it queues
+reminders untimed if fewer than ``--messages`` are queued) and reports the delivery part only.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -31,15 +39,20 @@ from sqlalchemy import text
 from surveillance import clock, create_app, jobs
 from surveillance.extensions import db
 from surveillance.reminders import delivery
+from surveillance.reminders.transport import SmtpTransport
 
 BENCH = Path(__file__).resolve().parent
 
 
 class NullTransport:
-    """Accepts every message and sends nothing: the app's own cost of a delivery."""
+    """Accepts every message and sends nothing: the app's own cost of a delivery. Keeps what
+    it was given, for the SMTP-only ceiling."""
+
+    def __init__(self) -> None:
+        self.kept: list[tuple[Any, str, str]] = []
 
     def send(self, message: Any, sender: str, recipient: str) -> None:
-        return None
+        self.kept.append((message, sender, recipient))
 
     def close(self) -> None:
         return None
@@ -100,11 +113,70 @@ def deliver(transport: Any = None) -> dict[str, Any]:
     }
 
 
+def start_sink(port: int, report: Path) -> subprocess.Popen[str]:
+    sink = subprocess.Popen(
+        [sys.executable, str(BENCH / "smtp_sink.py"), str(port), str(report)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+    return sink
+
+
+def stop_sink(sink: subprocess.Popen[str], report: Path) -> dict[str, Any]:
+    sink.terminate()
+    sink.wait(timeout=30)
+    return dict(json.loads(report.read_text()))
+
+
+def smtp_only(kept: list[tuple[Any, str, str]], port: int, report: Path) -> dict[str, Any]:
+    """The same messages through the app's SMTP transport alone: what SMTP allows."""
+    sink = start_sink(port, report)
+    try:
+        transport = SmtpTransport("127.0.0.1", port)
+        started = time.perf_counter()
+        for message, sender, recipient in kept:
+            transport.send(message, sender, recipient)
+        transport.close()
+        seconds = time.perf_counter() - started
+    finally:
+        received = stop_sink(sink, report)
+    return {
+        "sent": len(kept),
+        "seconds": round(seconds, 2),
+        "messages_per_second": round(len(kept) / seconds, 1) if seconds else None,
+        "server_received": received,
+    }
+
+
+def delivery_part(args: argparse.Namespace, report: Path, result: dict[str, Any]) -> None:
+    due = make_due(args.messages)
+    ids = db.session.scalars(
+        text(
+            "SELECT id FROM outbox_messages WHERE status = 'queued' "
+            "AND next_attempt_at <= CURRENT_TIMESTAMP ORDER BY id"
+        )
+    ).all()
+    result["load_average_before_delivery"] = list(os.getloadavg())
+    sink = start_sink(args.smtp_port, report)
+    try:
+        result["deliver_smtp"] = {"due": due, **deliver()}
+    finally:
+        result["smtp_server_received"] = stop_sink(sink, report)
+    _reset(list(ids))
+    db.session.commit()
+    null = NullTransport()
+    result["deliver_null_transport"] = deliver(null)
+    result["smtp_only_ceiling"] = smtp_only(null.kept, args.smtp_port, report)
+    result["load_average_after_delivery"] = list(os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("target", nargs="?", default=common.DEFAULT_SQLITE)
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--smtp-port", type=int, default=8025)
+    parser.add_argument("--delivery-only", action="store_true")
     args = parser.parse_args()
     report = Path(tempfile.mkdtemp(prefix="watchful-smtp-")) / "report.json"
     config = common.app_config(args.target, MAIL_SERVER="127.0.0.1", MAIL_PORT=args.smtp_port)
@@ -112,43 +184,35 @@ def main() -> None:
     result: dict[str, Any] = {"benchmark": "jobs", "database": common.engine_name(args.target)}
     with app.app_context():
         upgrade()  # the jobs' indexes (a no-op on a database already at the head revision)
+        if args.delivery_only:
+            result["benchmark"] = "jobs-delivery"
+            if queued() < args.messages:
+                jobs.run_job("queue-reminders")
+            result["queued_messages"] = queued()
+            delivery_part(args, report, result)
+            result["machine"] = common.machine()
+            common.emit(result)
+            return
         result["events"] = db.session.scalar(text("SELECT COUNT(*) FROM plan_events"))
         result["queue_reminders"] = timed_job("queue-reminders")
         result["queue_reminders_again"] = timed_job("queue-reminders")
-        result["queued_messages"] = db.session.scalar(
-            text("SELECT COUNT(*) FROM outbox_messages WHERE status = 'queued'")
-        )
+        result["queued_messages"] = queued()
         with time_machine.travel(clock.utcnow() + timedelta(days=31), tick=True):
             result["extend_horizons_in_a_month"] = timed_job("extend-horizons")
             result["extend_horizons_again"] = timed_job("extend-horizons")
-        due = make_due(args.messages)
-        ids = db.session.scalars(
-            text(
-                "SELECT id FROM outbox_messages WHERE status = 'queued' "
-                "AND next_attempt_at <= CURRENT_TIMESTAMP ORDER BY id"
-            )
-        ).all()
-        sink = subprocess.Popen(
-            [sys.executable, str(BENCH / "smtp_sink.py"), str(args.smtp_port), str(report)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-        try:
-            result["deliver_smtp"] = {"due": due, **deliver()}
-        finally:
-            sink.terminate()
-            sink.wait(timeout=30)
-        result["smtp_server_received"] = __import__("json").loads(report.read_text())
-        _reset(list(ids))
-        db.session.commit()
-        result["deliver_null_transport"] = deliver(NullTransport())
+        delivery_part(args, report, result)
     result["targets"] = {
         "queue_reminders<10s": result["queue_reminders"]["seconds"] < 10,
         "extend_horizons<10s": result["extend_horizons_in_a_month"]["seconds"] < 10,
     }
     result["machine"] = common.machine()
     common.emit(result)
+
+
+def queued() -> int:
+    return int(
+        db.session.scalar(text("SELECT COUNT(*) FROM outbox_messages WHERE status = 'queued'")) or 0
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import socket
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.message import Message
@@ -31,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import and_, bindparam, or_, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 
 from surveillance import clock
 from surveillance.extensions import db
@@ -451,9 +452,9 @@ def _held(message: OutboxMessage, worker: str, now: datetime) -> bool:
     )
 
 
-def _load_messages(ids: list[int]) -> list[OutboxMessage]:
+def _load_messages(session: Session, ids: list[int]) -> list[OutboxMessage]:
     return list(
-        db.session.scalars(
+        session.scalars(
             select(OutboxMessage)
             .where(OutboxMessage.id.in_(ids))
             .options(
@@ -467,12 +468,12 @@ def _load_messages(ids: list[int]) -> list[OutboxMessage]:
     )
 
 
-def _lock_events(event_ids: list[int]) -> dict[int, PlanEvent]:
+def _lock_events(session: Session, event_ids: list[int]) -> dict[int, PlanEvent]:
     """The events as they are now, held ``FOR SHARE`` on PostgreSQL until the outcomes are
     recorded, so a reschedule committed meanwhile waits for the sends."""
     if not event_ids:
         return {}
-    events = db.session.scalars(
+    events = session.scalars(
         select(PlanEvent)
         .where(PlanEvent.id.in_(event_ids))
         .options(
@@ -576,7 +577,9 @@ def _retry_or_fail_outcome(
     )
 
 
-def _record(outcomes: list[_Outcome], worker: str, result: DeliveryResult) -> None:
+def _record(
+    session: Session, outcomes: list[_Outcome], worker: str, result: DeliveryResult
+) -> None:
     """Every outcome of a batch in one transaction: one executemany UPDATE per kind of
     outcome, each row only while this worker still holds its claim."""
     table = OutboxMessage.__table__
@@ -601,46 +604,162 @@ def _record(outcomes: list[_Outcome], worker: str, result: DeliveryResult) -> No
             {"outbox_id": o.message_id, **{f"new_{k}": v for k, v in o.values.items()}}
             for o in members
         ]
-        recorded = db.session.execute(statement, params).rowcount
+        recorded = session.execute(statement, params).rowcount
         setattr(result, counter, getattr(result, counter) + recorded)
         result.lost_lease += len(members) - recorded
-    db.session.commit()
+    session.commit()
+
+
+@dataclass
+class _Batch:
+    """A claimed batch between preparing and recording. ``session``'s transaction holds the
+    events ``FOR SHARE`` (PostgreSQL) until the outcomes are recorded in it."""
+
+    session: Session
+    outcomes: list[_Outcome]  # decided without sending: withdrawn, expired, unpreparable
+    ready: list[_Prepared]
+    digests: list[int]
+    now: datetime
+    sending: Future[list[_Outcome]] | None = None
+
+
+def _open_batch(
+    session: Session, ids: list[int], worker: str, limits: Limits, result: DeliveryResult
+) -> _Batch:
+    """Read, check and render the claimed rows ``ids`` in ``session``: nothing is sent."""
+    now = clock.utcnow()
+    loaded = _load_messages(session, ids)
+    held = [m for m in loaded if _held(m, worker, now)]
+    result.lost_lease += len(ids) - len(held)
+    digests = [m.id for m in held if m.rule == Rule.DIGEST]
+    reminders = [m for m in held if m.rule != Rule.DIGEST]
+    events = _lock_events(session, sorted({m.event_id for m in reminders if m.event_id}))
+    policies = {cid: policy for cid, (policy, _) in settings.all_policies(session).items()}
+    batch = _Batch(session, [], [], digests, now)
+    for message in reminders:
+        event = events.get(message.event_id) if message.event_id is not None else None
+        policy = policies.get(message.clinic_id) or settings.policy_for(message.clinic_id, session)
+        prepared = _prepare(message, event, policy, limits, now)
+        if isinstance(prepared, _Prepared):
+            batch.ready.append(prepared)
+        else:
+            batch.outcomes.append(prepared)
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks to hold: end the read so that sending never holds the
+        # database (a writer in between would otherwise make the recording fail).
+        session.commit()
+    return batch
+
+
+def _close_batch(
+    batch: _Batch,
+    sent: list[_Outcome],
+    worker: str,
+    transport: Transport,
+    limits: Limits,
+    result: DeliveryResult,
+) -> None:
+    """Record the batch's outcomes in its own transaction, then send its digests."""
+    outcomes = batch.outcomes + sent
+    if outcomes:
+        _record(batch.session, outcomes, worker, result)
+    else:
+        batch.session.commit()
+    for message_id in batch.digests:
+        deliver_one(message_id, worker, transport, limits, result)
 
 
 def deliver_batch(
     ids: list[int], worker: str, transport: Transport, limits: Limits, result: DeliveryResult
 ) -> None:
-    """Deliver the claimed rows ``ids``: event reminders together, digests one by one."""
-    now = clock.utcnow()
-    loaded = _load_messages(ids)
-    held = [m for m in loaded if _held(m, worker, now)]
-    result.lost_lease += len(ids) - len(held)
-    digests = [m.id for m in held if m.rule == Rule.DIGEST]
-    reminders = [m for m in held if m.rule != Rule.DIGEST]
-    events = _lock_events(sorted({m.event_id for m in reminders if m.event_id is not None}))
-    policies = {clinic_id: policy for clinic_id, (policy, _) in settings.all_policies().items()}
-    sender = str(current_app.config.get("MAIL_DEFAULT_SENDER") or "watchful@localhost")
-    outcomes: list[_Outcome] = []
-    ready: list[_Prepared] = []
-    for message in reminders:
-        event = events.get(message.event_id) if message.event_id is not None else None
-        policy = policies.get(message.clinic_id) or settings.policy_for(message.clinic_id)
-        prepared = _prepare(message, event, policy, limits, now)
-        if isinstance(prepared, _Prepared):
-            ready.append(prepared)
-        else:
-            outcomes.append(prepared)
-    if db.session.get_bind().dialect.name == "sqlite":
-        # SQLite has no row locks to hold: end the read so that sending never holds the
-        # database (a writer in between would otherwise make the recording fail).
-        db.session.commit()
-    outcomes += [_send(prepared, sender, transport, limits, now) for prepared in ready]
-    if outcomes:
-        _record(outcomes, worker, result)
-    else:
-        db.session.commit()
-    for message_id in digests:
-        deliver_one(message_id, worker, transport, limits, result)
+    """Deliver the claimed rows ``ids`` one step after the other (no sending thread): event
+    reminders together, digests one by one."""
+    batch = _open_batch(db.session, ids, worker, limits, result)
+    sender = _sender_address()
+    sent = [_send(prepared, sender, transport, limits, batch.now) for prepared in batch.ready]
+    _close_batch(batch, sent, worker, transport, limits, result)
+
+
+def _sender_address() -> str:
+    return str(current_app.config.get("MAIL_DEFAULT_SENDER") or "watchful@localhost")
+
+
+# --- The run: preparing the next batch while this one is sent --------------------------------
+# Sending one message is an SMTP conversation: the app mostly waits for the server. So one
+# thread sends while the main thread reads, checks and renders the next batch, and the run
+# goes at the pace of the slower of the two instead of their sum.
+#
+# * The sending thread does nothing but ``transport.send`` (through ``_send``, which turns each
+#   reply into an outcome). It touches no database session and no Flask state: the messages
+#   reach it fully built, the outcomes go back to the main thread, which records them.
+# * Batches are sent one at a time, in order, by one thread over the run's one SMTP connection;
+#   at most the batch being sent and the next one, prepared, are in hand (bounded).
+# * Each batch keeps its own session and transaction from preparing to recording, as before:
+#   on PostgreSQL its events stay ``FOR SHARE`` until its outcomes are recorded, and one
+#   transaction records all its outcomes. Two sessions take turns; ``db.session`` is left for
+#   claiming (which commits) and for digests.
+# * A batch's outcomes are recorded only once all its messages have had their SMTP
+#   conversation. If the run stops with an error (the database, or the process being killed),
+#   rows claimed and not recorded keep their claim until the lease runs out and then go again
+#   with the same Message-IDs: at least once, as before. That can now be two batches.
+
+
+class _SendingThread:
+    """Sends prepared batches in order on one thread; ``submit`` returns the batch's outcomes
+    as a future. After a ``BaseException`` that is not an ``Exception`` (the process is being
+    stopped) nothing more is sent."""
+
+    def __init__(self, transport: Transport, sender: str, limits: Limits) -> None:
+        self.transport, self.sender, self.limits = transport, sender, limits
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-send")
+        self._stopped = False
+
+    def submit(self, ready: list[_Prepared], now: datetime) -> Future[list[_Outcome]]:
+        """``now``: the batch's time, which failures and retries are counted from."""
+        return self._executor.submit(self._send_batch, ready, now)
+
+    def _send_batch(self, ready: list[_Prepared], now: datetime) -> list[_Outcome]:
+        outcomes = []
+        for prepared in ready:
+            if self._stopped:
+                raise _Abandoned
+            try:
+                outcomes.append(_send(prepared, self.sender, self.transport, self.limits, now))
+            except BaseException:
+                self._stopped = True
+                raise
+        return outcomes
+
+    def send_one(self, message: Message, sender: str, recipient: str) -> None:
+        """A single message (a digest) in turn after the batches already submitted."""
+        self._executor.submit(self._send_one, message, sender, recipient).result()
+
+    def _send_one(self, message: Message, sender: str, recipient: str) -> None:
+        if self._stopped:
+            raise _Abandoned
+        self.transport.send(message, sender, recipient)
+
+    def close(self) -> None:
+        self._stopped = True
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _Abandoned(Exception):
+    """The run stopped before this was sent."""
+
+
+class _ThroughThread:
+    """The transport as ``deliver_one`` sees it during a run: sends go through the sending
+    thread, so the SMTP connection is only ever used by that one thread."""
+
+    def __init__(self, thread: _SendingThread) -> None:
+        self.thread = thread
+
+    def send(self, message: Message, sender: str, recipient: str) -> None:
+        self.thread.send_one(message, sender, recipient)
+
+    def close(self) -> None:
+        return None
 
 
 def deliver_due(
@@ -656,11 +775,49 @@ def deliver_due(
     result = DeliveryResult()
     fail_exhausted(clock.utcnow(), limits.max_attempts)
     transport = transport or from_config(current_app.config, current_app.instance_path)
+    thread = _SendingThread(transport, _sender_address(), limits)
+    via_thread = _ThroughThread(thread)
+    sessions = [db.session.session_factory() for _ in range(2)]
+    in_flight: _Batch | None = None
     try:
+        turn = 0
         while should_continue() and (
             ids := claim(clock.utcnow(), worker, batch_size, limits.lease)
         ):
-            deliver_batch(ids, worker, transport, limits, result)
+            try:
+                batch = _open_batch(sessions[turn], ids, worker, limits, result)
+            except Exception:
+                if in_flight is not None:
+                    # Record what went out before giving up: those rows are done.
+                    _record_quietly(in_flight, worker, result)
+                raise
+            turn = 1 - turn
+            batch.sending = thread.submit(batch.ready, batch.now)
+            previous, in_flight = in_flight, batch
+            if previous is not None:
+                _land(previous, worker, via_thread, limits, result)
+        if in_flight is not None:
+            last, in_flight = in_flight, None
+            _land(last, worker, via_thread, limits, result)
     finally:
+        thread.close()
+        for session in sessions:
+            session.close()  # rolls back whatever was not recorded: those claims wait
         transport.close()
     return result
+
+
+def _land(
+    batch: _Batch, worker: str, transport: Transport, limits: Limits, result: DeliveryResult
+) -> None:
+    """Wait for the batch's sends, then record them and send its digests."""
+    assert batch.sending is not None
+    _close_batch(batch, batch.sending.result(), worker, transport, limits, result)
+
+
+def _record_quietly(batch: _Batch, worker: str, result: DeliveryResult) -> None:
+    assert batch.sending is not None
+    try:
+        _record(batch.session, batch.outcomes + batch.sending.result(), worker, result)
+    except Exception:
+        log.exception("Could not record a delivered batch; its claims wait for their lease")

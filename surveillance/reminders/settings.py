@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from surveillance.errors import ValidationFailed
 from surveillance.extensions import db
@@ -36,16 +37,18 @@ def _policy(row: ReminderSettings | None) -> ReminderPolicy:
     )
 
 
-def policy_for(clinic_id: int) -> ReminderPolicy:
-    return _policy(db.session.get(ReminderSettings, clinic_id))
+def policy_for(clinic_id: int, session: Session | None = None) -> ReminderPolicy:
+    return _policy((session or db.session).get(ReminderSettings, clinic_id))
 
 
-def all_policies() -> dict[int, tuple[ReminderPolicy, str]]:
-    """Every clinic's policy and time zone, keyed by clinic id (one query per table)."""
-    rows = {r.clinic_id: r for r in db.session.scalars(select(ReminderSettings))}
+def all_policies(session: Session | None = None) -> dict[int, tuple[ReminderPolicy, str]]:
+    """Every clinic's policy and time zone, keyed by clinic id (one query per table).
+    ``session``: another session than ``db.session`` (delivery reads each batch in its own)."""
+    session = session or db.session
+    rows = {r.clinic_id: r for r in session.scalars(select(ReminderSettings))}
     return {
         clinic_id: (_policy(rows.get(clinic_id)), timezone)
-        for clinic_id, timezone in db.session.execute(select(Clinic.id, Clinic.timezone))
+        for clinic_id, timezone in session.execute(select(Clinic.id, Clinic.timezone))
     }
 
 
