@@ -23,7 +23,7 @@ from email.utils import format_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import current_app, render_template
+from flask import current_app
 
 from surveillance.feeds import urls, wording
 from surveillance.feeds.content import single_event_ics
@@ -112,11 +112,15 @@ def _event_context(event: PlanEvent, location: str) -> dict[str, Any]:
 
 
 def _render(template: str, subject: str, **context: Any) -> Rendered:
+    """Straight through the app's Jinja environment (compiled templates are cached there):
+    ``render_template`` would also run the app's context processors and signals, which the
+    email templates use nothing of, for every message of a delivery run."""
     context["subject"] = subject
+    environment = current_app.jinja_env
     return Rendered(
         subject=subject,
-        text=render_template(f"email/{template}.txt", **context),
-        html=render_template(f"email/{template}.html", **context),
+        text=environment.get_template(f"email/{template}.txt").render(context),
+        html=environment.get_template(f"email/{template}.html").render(context),
     )
 
 
