@@ -187,14 +187,21 @@ class Text(vText):
 # --- Folding ----------------------------------------------------------------------------------
 
 _ATOM = re.compile(r"\\.|.", re.DOTALL)
+_ESCAPE = re.compile(r"\\.", re.DOTALL)
 
 
 def fold(line: str, limit: int = MAX_LINE_OCTETS) -> str:
     """Fold one content line into physical lines of at most ``limit`` octets (the leading
     space of a continuation counts). An escape (backslash and the next character) and a UTF-8
     character are never split."""
+    if line.isascii() and limit >= 3:  # (a narrower limit cannot hold an escape after a space)
+        return _fold_ascii(line, limit)
     if len(line.encode("utf-8")) <= limit:
         return line
+    return _fold_atoms(line, limit)
+
+
+def _fold_atoms(line: str, limit: int) -> str:
     pieces: list[str] = []
     current: list[str] = []
     size = 0
@@ -207,6 +214,24 @@ def fold(line: str, limit: int = MAX_LINE_OCTETS) -> str:
         size += width
     pieces.append("".join(current))
     return CRLF.join(pieces)
+
+
+def _fold_ascii(line: str, limit: int) -> str:
+    """``_fold_atoms`` for ASCII, where a character is an octet: cut every ``limit`` octets,
+    one earlier where the cut would split an escape (the common case, and much faster)."""
+    if len(line) <= limit:
+        return line
+    escapes = {match.start() for match in _ESCAPE.finditer(line)}
+    pieces: list[str] = []
+    start, room = 0, limit
+    while len(line) - start > room:
+        end = start + room
+        if end - 1 in escapes:
+            end -= 1
+        pieces.append(line[start:end])
+        start, room = end, limit - 1
+    pieces.append(line[start:])
+    return (CRLF + " ").join(pieces)
 
 
 # --- Time zones -------------------------------------------------------------------------------

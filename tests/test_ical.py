@@ -510,3 +510,14 @@ def test_every_zone_is_named_as_icalendar_names_it(zone: str) -> None:
     local = datetime(2026, 11, 1, 1, 30, tzinfo=ZoneInfo(zone))
     item = event(when=ical.Timed(local, local + timedelta(hours=1), zone))
     assert ical._event_lines(item) == icalendar_event_lines(item)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    line=st.text(alphabet=st.sampled_from(list("\\\\\\nN;,ab ")), max_size=400)
+    | st.text(alphabet=st.characters(max_codepoint=127), max_size=400),
+    limit=st.integers(min_value=1, max_value=80),
+)
+def test_ascii_lines_fold_as_the_general_way_folds_them(line: str, limit: int) -> None:
+    folded = ical.fold(line, limit)
+    assert folded == (line if len(line) <= limit else ical._fold_atoms(line, limit))
