@@ -146,7 +146,7 @@ def test_the_next_batch_is_claimed_and_prepared_while_this_one_is_sent(
     def watch(conn, cursor, statement: str, *args) -> None:  # type: ignore[no-untyped-def]
         nonlocal claims
         threads.add(threading.current_thread().name)
-        if statement.startswith("UPDATE outbox_messages") and "RETURNING" in statement:
+        if "UPDATE outbox_messages" in statement and "RETURNING" in statement:  # a claim
             claims += 1
             if claims == 2:
                 second_claim.set()
