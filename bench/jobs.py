@@ -2,7 +2,6 @@
 start again).
 
     python bench/jobs.py /tmp/watchful-bench.sqlite3
-    python bench/jobs.py --only horizons /tmp/copy.sqlite3   # just the extend-horizons part
 
 It first migrates the database to the head revision (the jobs' indexes).
 
@@ -10,7 +9,14 @@ It first migrates the database to the head revision (the jobs' indexes).
 * ``extend-horizons`` a month from now, when every plan whose furthest visit falls inside the
   horizon needs a visit added (seconds);
 * delivery of 10,000 queued messages to a local aiosmtpd server (messages per second), and the
-  same messages again through a transport that sends nothing, to see whether SMTP is the limit.
+  same messages again through a transport that sends nothing, to see whether SMTP is the limit;
+* the SMTP-only ceiling: the messages the null transport was given, sent again to a fresh
+  aiosmtpd server by ``SmtpTransport`` alone (one connection, one message after the other, as a
+  delivery run does), with no database and no rendering.
+
+``--only horizons`` runs only the two extend-horizons runs. ``--only delivery`` (or
+``--delivery-only``) skips the timed queue-reminders and extend-horizons runs (it queues
+reminders untimed if fewer than ``--messages`` are queued) and reports the delivery part only.
 """
 
 from __future__ import annotations
@@ -33,15 +39,20 @@ from sqlalchemy import text
 from surveillance import clock, create_app, jobs
 from surveillance.extensions import db
 from surveillance.reminders import delivery
+from surveillance.reminders.transport import SmtpTransport
 
 BENCH = Path(__file__).resolve().parent
 
 
 class NullTransport:
-    """Accepts every message and sends nothing: the app's own cost of a delivery."""
+    """Accepts every message and sends nothing: the app's own cost of a delivery. Keeps what
+    it was given, for the SMTP-only ceiling."""
+
+    def __init__(self) -> None:
+        self.kept: list[tuple[Any, str, str]] = []
 
     def send(self, message: Any, sender: str, recipient: str) -> None:
-        return None
+        self.kept.append((message, sender, recipient))
 
     def close(self) -> None:
         return None
@@ -95,16 +106,78 @@ def _reset(ids: list[int]) -> None:
 
 
 def deliver(transport: Any = None) -> dict[str, Any]:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = delivery.deliver_due(transport=transport)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     sent = result.sent
     return {
         "sent": sent,
         "result": str(result),
         "seconds": round(seconds, 2),
         "messages_per_second": round(sent / seconds, 1) if seconds else None,
+        # This process's CPU time (all its threads) a message: less sensitive to the load of
+        # other processes than the wall-clock rate.
+        "app_cpu_ms_per_message": round(cpu / sent * 1000, 3) if sent else None,
     }
+
+
+def start_sink(port: int, report: Path) -> subprocess.Popen[str]:
+    sink = subprocess.Popen(
+        [sys.executable, str(BENCH / "smtp_sink.py"), str(port), str(report)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+    return sink
+
+
+def stop_sink(sink: subprocess.Popen[str], report: Path) -> dict[str, Any]:
+    sink.terminate()
+    sink.wait(timeout=30)
+    return dict(json.loads(report.read_text()))
+
+
+def smtp_only(kept: list[tuple[Any, str, str]], port: int, report: Path) -> dict[str, Any]:
+    """The same messages through the app's SMTP transport alone: what SMTP allows."""
+    sink = start_sink(port, report)
+    try:
+        transport = SmtpTransport("127.0.0.1", port)
+        started, cpu = time.perf_counter(), time.process_time()
+        for message, sender, recipient in kept:
+            transport.send(message, sender, recipient)
+        transport.close()
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        received = stop_sink(sink, report)
+    return {
+        "sent": len(kept),
+        "seconds": round(seconds, 2),
+        "messages_per_second": round(len(kept) / seconds, 1) if seconds else None,
+        "client_cpu_ms_per_message": round(cpu / len(kept) * 1000, 3) if kept else None,
+        "server_received": received,
+    }
+
+
+def delivery_part(args: argparse.Namespace, report: Path, result: dict[str, Any]) -> None:
+    due = make_due(args.messages)
+    ids = db.session.scalars(
+        text(
+            "SELECT id FROM outbox_messages WHERE status = 'queued' "
+            "AND next_attempt_at <= CURRENT_TIMESTAMP ORDER BY id"
+        )
+    ).all()
+    result["load_average_before_delivery"] = common.load_average()
+    sink = start_sink(args.smtp_port, report)
+    try:
+        result["deliver_smtp"] = {"due": due, **deliver()}
+    finally:
+        result["smtp_server_received"] = stop_sink(sink, report)
+    _reset(list(ids))
+    db.session.commit()
+    null = NullTransport()
+    result["deliver_null_transport"] = deliver(null)
+    result["smtp_only_ceiling"] = smtp_only(null.kept, args.smtp_port, report)
+    result["load_average_after_delivery"] = common.load_average()
 
 
 def main() -> None:
@@ -114,29 +187,39 @@ def main() -> None:
     parser.add_argument("--smtp-port", type=int, default=8025)
     parser.add_argument(
         "--only",
-        choices=["horizons"],
-        help="run only extend-horizons (twice, a month ahead): same JSON, the other keys left out",
+        choices=["horizons", "delivery"],
+        help="run only extend-horizons (twice, a month ahead) or only the delivery: same JSON, "
+        "the other keys left out",
     )
+    parser.add_argument("--delivery-only", action="store_true", help="the same as --only delivery")
     args = parser.parse_args()
+    report = Path(tempfile.mkdtemp(prefix="watchful-smtp-")) / "report.json"
     config = common.app_config(args.target, MAIL_SERVER="127.0.0.1", MAIL_PORT=args.smtp_port)
     app = create_app(config)
     result: dict[str, Any] = {"benchmark": "jobs", "database": common.engine_name(args.target)}
     with app.app_context():
         upgrade()  # the jobs' indexes (a no-op on a database already at the head revision)
+        if args.delivery_only or args.only == "delivery":
+            result["benchmark"] = "jobs-delivery"
+            if queued() < args.messages:
+                jobs.run_job("queue-reminders")
+            result["queued_messages"] = queued()
+            delivery_part(args, report, result)
+            result["machine"] = common.machine()
+            common.emit(result)
+            return
         result["events"] = db.session.scalar(text("SELECT COUNT(*) FROM plan_events"))
         if args.only is None:
             result["queue_reminders"] = timed_job("queue-reminders")
             result["queue_reminders_again"] = timed_job("queue-reminders")
-            result["queued_messages"] = db.session.scalar(
-                text("SELECT COUNT(*) FROM outbox_messages WHERE status = 'queued'")
-            )
+            result["queued_messages"] = queued()
         result["load_average_before_horizons"] = common.load_average()
         with time_machine.travel(clock.utcnow() + timedelta(days=31), tick=True):
             result["extend_horizons_in_a_month"] = timed_job("extend-horizons")
             result["extend_horizons_again"] = timed_job("extend-horizons")
         result["load_average_after_horizons"] = common.load_average()
         if args.only is None:
-            _delivery(args, result)
+            delivery_part(args, report, result)
     result["targets"] = {
         **(
             {"queue_reminders<10s": result["queue_reminders"]["seconds"] < 10}
@@ -149,31 +232,10 @@ def main() -> None:
     common.emit(result)
 
 
-def _delivery(args: argparse.Namespace, result: dict[str, Any]) -> None:
-    """10,000 queued messages to a local aiosmtpd server, then again through nothing."""
-    report = Path(tempfile.mkdtemp(prefix="watchful-smtp-")) / "report.json"
-    due = make_due(args.messages)
-    ids = db.session.scalars(
-        text(
-            "SELECT id FROM outbox_messages WHERE status = 'queued' "
-            "AND next_attempt_at <= CURRENT_TIMESTAMP ORDER BY id"
-        )
-    ).all()
-    sink = subprocess.Popen(
-        [sys.executable, str(BENCH / "smtp_sink.py"), str(args.smtp_port), str(report)],
-        stdout=subprocess.PIPE,
-        text=True,
+def queued() -> int:
+    return int(
+        db.session.scalar(text("SELECT COUNT(*) FROM outbox_messages WHERE status = 'queued'")) or 0
     )
-    assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-    try:
-        result["deliver_smtp"] = {"due": due, **deliver()}
-    finally:
-        sink.terminate()
-        sink.wait(timeout=30)
-    result["smtp_server_received"] = json.loads(report.read_text())
-    _reset(list(ids))
-    db.session.commit()
-    result["deliver_null_transport"] = deliver(NullTransport())
 
 
 if __name__ == "__main__":

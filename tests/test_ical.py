@@ -394,3 +394,130 @@ def test_user_text_never_breaks_structure_and_round_trips(
         ):
             if _ics_can_read(want):
                 assert (got or "") == want
+
+
+# --- Events written directly, as icalendar's components would ---------------------------------
+
+
+def icalendar_event_lines(item: ical.CalendarEvent) -> list[str]:
+    """The reference: the VEVENT built with icalendar's components, as ``ical`` did before it
+    wrote events itself (for speed: every reminder email carries one)."""
+    event = icalendar.Event()
+    event.add("uid", ical.Text(item.uid))
+    event.add("sequence", item.sequence)
+    event.add("dtstamp", ical._utc(item.dtstamp))
+    if item.created is not None:
+        event.add("created", ical._utc(item.created))
+    event.add("last-modified", ical._utc(item.last_modified))
+    if isinstance(item.when, ical.AllDay):
+        event.add("dtstart", item.when.on)
+        event.add("dtend", item.when.on + timedelta(days=1))
+    else:
+        event.add("dtstart", ical._wall_clock(item.when.local_start))
+        event.add("dtend", ical._wall_clock(item.when.local_end))
+    event.add("status", item.status.value)
+    event.add("transp", "TRANSPARENT" if item.transparent else "OPAQUE")
+    if item.private:
+        event.add("class", "PRIVATE")
+    event.add("summary", ical.Text(item.summary))
+    if ical.clean_text(item.location):
+        event.add("location", ical.Text(item.location))
+    if ical.clean_text(item.description):
+        event.add("description", ical.Text(item.description))
+    if item.url:
+        event.add("url", item.url)
+    if item.reminder is not None:
+        alarm = icalendar.Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("trigger", -item.reminder.before)
+        alarm.add("description", ical.Text(item.reminder.description))
+        event.add_component(alarm)
+    return ical._lines(event)
+
+
+ALL_ZONES = sorted(available_timezones())
+STAMPS = st.datetimes(
+    min_value=datetime(1990, 1, 1), max_value=datetime(2100, 12, 31), timezones=st.just(UTC)
+) | st.datetimes(
+    min_value=datetime(2000, 1, 1),
+    max_value=datetime(2060, 12, 31),
+    timezones=st.sampled_from(ALL_ZONES).map(ZoneInfo),
+)
+
+
+@st.composite
+def whens(draw: st.DrawFn) -> ical.AllDay | ical.Timed:
+    if draw(st.booleans()):
+        return ical.AllDay(draw(st.dates(min_value=date(1, 1, 1), max_value=date(9998, 12, 30))))
+    zone = draw(st.sampled_from(ALL_ZONES))
+    start = draw(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2090, 1, 1)))
+    local = start.replace(tzinfo=ZoneInfo(zone), fold=draw(st.integers(0, 1)))
+    length = draw(st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=3)))
+    return ical.Timed(local, local + length, zone)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    uid=USER_TEXT,
+    sequence=st.integers(min_value=0, max_value=2**31 - 1),
+    status=st.sampled_from(list(ical.Status)),
+    when=whens(),
+    texts=st.tuples(USER_TEXT, USER_TEXT, USER_TEXT),
+    stamps=st.tuples(STAMPS, STAMPS, st.none() | STAMPS),
+    url=st.sampled_from(["", "https://watchful.test/p/abc_DEF-123", "https://x.test/a?b=c&d=e"]),
+    reminder=st.none()
+    | st.builds(
+        ical.Reminder,
+        st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=30)),
+        USER_TEXT,
+    ),
+    flags=st.tuples(st.booleans(), st.booleans()),
+)
+def test_events_are_written_as_icalendars_components_write_them(
+    uid: str,
+    sequence: int,
+    status: ical.Status,
+    when: ical.AllDay | ical.Timed,
+    texts: tuple[str, str, str],
+    stamps: tuple[datetime, datetime, datetime | None],
+    url: str,
+    reminder: ical.Reminder | None,
+    flags: tuple[bool, bool],
+) -> None:
+    summary, location, description = texts
+    item = ical.CalendarEvent(
+        uid=uid,
+        sequence=sequence,
+        status=status,
+        when=when,
+        summary=summary,
+        dtstamp=stamps[0],
+        last_modified=stamps[1],
+        created=stamps[2],
+        description=description,
+        location=location,
+        url=url,
+        reminder=reminder,
+        transparent=flags[0],
+        private=flags[1],
+    )
+    assert ical._event_lines(item) == icalendar_event_lines(item)
+
+
+@pytest.mark.parametrize("zone", ALL_ZONES)
+def test_every_zone_is_named_as_icalendar_names_it(zone: str) -> None:
+    """TZID (or UTC's ``Z``) in every zone the system knows, including the repeated hour."""
+    local = datetime(2026, 11, 1, 1, 30, tzinfo=ZoneInfo(zone))
+    item = event(when=ical.Timed(local, local + timedelta(hours=1), zone))
+    assert ical._event_lines(item) == icalendar_event_lines(item)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    line=st.text(alphabet=st.sampled_from(list("\\\\\\nN;,ab ")), max_size=400)
+    | st.text(alphabet=st.characters(max_codepoint=127), max_size=400),
+    limit=st.integers(min_value=1, max_value=80),
+)
+def test_ascii_lines_fold_as_the_general_way_folds_them(line: str, limit: int) -> None:
+    folded = ical.fold(line, limit)
+    assert folded == (line if len(line) <= limit else ical._fold_atoms(line, limit))
