@@ -10,8 +10,11 @@ rotates over many patients' feed URLs, for full ``200`` answers and for ``304`` 
 holds, the steady state of polling calendars) and "cold" (more patients than the cache holds,
 so a ``200`` is rendered afresh). Before measuring, the hot set is requested until every
 worker's cache holds it. Also the RSS of each web worker before and after 100,000 feed
-requests. Prints JSON; every figure also as a ratio to the baseline, with the load average
-before and after. ``--no-fast-path`` serves every feed through Flask (``FEED_FAST_PATH=0``).
+requests. The hot runs of the app and of the baseline alternate over ``--rounds`` rounds (both
+servers up; the order flips each round), and each side's median run is reported, so that a
+change in the machine's load falls on both. Prints JSON; every figure also as a ratio to the
+baseline (the median runs'), each round's ratio, and the load average before and after.
+``--no-fast-path`` serves every feed through Flask (``FEED_FAST_PATH=0``).
 """
 
 from __future__ import annotations
@@ -169,6 +172,11 @@ def ratios(app: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median requests per second (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda run: run["rps"])[(len(runs) - 1) // 2]
+
+
 def warm_up(server: Gunicorn, urls_file: Path, count: int, args: Any) -> dict[str, Any]:
     """Full requests over the hot set until each feed was asked for about eight times: each
     request goes to whichever worker accepts it, and every worker has its own cache, so one
@@ -205,6 +213,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--memory-requests", type=int, default=100_000)
     parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating app/baseline runs of each hot mode"
+    )
+    parser.add_argument(
         "--no-fast-path",
         action="store_true",
         help="serve every feed request through Flask (FEED_FAST_PATH=0), for comparison",
@@ -226,6 +237,7 @@ def main() -> None:
         "load_average_before": os.getloadavg(),
     }
     server = Gunicorn("surveillance:create_app()", env, hot_paths[0])
+    baseline: Gunicorn | None = None
     try:
         started = time.perf_counter()
         cold = fetch_all(server, cold_paths)
@@ -239,26 +251,42 @@ def main() -> None:
         result["warm_up"] = warm_up(server, hot_file, len(hot), args)
         sizes = sorted(size for _, _, size in hot)
         result["feed_bytes"] = {"median": sizes[len(sizes) // 2], "max": sizes[-1]}
+        baseline_file = work / "baseline.tsv"
+        baseline_file.write_text("".join(f"{p}\t{e}\t{s}\n" for p, e, s in hot + cold))
+        base_env = {**env, "WATCHFUL_BASELINE": str(baseline_file), "PYTHONPATH": str(common.ROOT)}
+        # Both servers stay up (an idle sync worker costs nothing) and their runs alternate,
+        # round after round, so that a change in the machine's load falls on both alike.
+        baseline = Gunicorn("bench.baseline_app:app", base_env, hot_paths[0])
+        app_rounds: dict[str, list[dict[str, Any]]] = {"200": [], "304": []}
+        base_rounds: dict[str, list[dict[str, Any]]] = {"200": [], "304": []}
+        for number in range(args.rounds):
+            for mode in ("200", "304"):
+                pair = [(app_rounds, server), (base_rounds, baseline)]
+                for runs, target in pair if number % 2 == 0 else reversed(pair):
+                    runs[mode].append(wrk(target, hot_file, mode, args.seconds, args))
+        base_runs = {mode: median_run(runs) for mode, runs in base_rounds.items()}
         app_runs = {
-            "hot_200": wrk(server, hot_file, "200", args.seconds, args),
-            "hot_304": wrk(server, hot_file, "304", args.seconds, args),
+            "hot_200": median_run(app_rounds["200"]),
+            "hot_304": median_run(app_rounds["304"]),
             "cold_304": wrk(server, cold_file, "304", args.seconds, args),
             "cold_200": wrk(server, cold_file, "200", args.seconds, args),
+        }
+        result["rounds"] = {
+            mode: {
+                "app_rps": [run["rps"] for run in app_rounds[mode]],
+                "baseline_rps": [run["rps"] for run in base_rounds[mode]],
+                "rps_ratios": [
+                    round(a["rps"] / b["rps"], 3)
+                    for a, b in zip(app_rounds[mode], base_rounds[mode], strict=True)
+                ],
+            }
+            for mode in ("200", "304")
         }
         result["memory"] = memory_run(server, hot_file, args.memory_requests, args)
     finally:
         server.stop()
-    baseline_file = work / "baseline.tsv"
-    baseline_file.write_text("".join(f"{p}\t{e}\t{s}\n" for p, e, s in hot + cold))
-    base_env = {**env, "WATCHFUL_BASELINE": str(baseline_file), "PYTHONPATH": str(common.ROOT)}
-    baseline = Gunicorn("bench.baseline_app:app", base_env, hot_paths[0])
-    try:
-        base_runs = {
-            "200": wrk(baseline, hot_file, "200", args.seconds, args),
-            "304": wrk(baseline, hot_file, "304", args.seconds, args),
-        }
-    finally:
-        baseline.stop()
+        if baseline is not None:
+            baseline.stop()
     result["baseline"] = base_runs
     result["app"] = {
         name: {**run, **ratios(run, base_runs[name[-3:]])} for name, run in app_runs.items()
