@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -83,7 +84,7 @@ def csv_rate(target: str, count: int, run: str) -> dict[str, Any]:
             writer.writerow(row)
     started = time.perf_counter()
     done = subprocess.run(
-        ["/work/venv/bin/flask", "patients", "import", str(path)],
+        [str(Path(sys.executable).parent / "flask"), "patients", "import", str(path)],
         cwd=common.ROOT,
         env=common.environment_for(target),
         capture_output=True,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -74,7 +75,8 @@ def main() -> None:
         **common.environment_for(args.target),
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": str(args.smtp_port),
-        "PATH": f"/work/venv/bin:{__import__('os').environ['PATH']}",
+        # The loop's ``flask`` and ``python`` are this interpreter's (the project's venv).
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     outputs = [report.parent / f"scheduler-{n}.log" for n in (1, 2)]
     started = time.perf_counter()
@@ -102,6 +104,10 @@ def main() -> None:
             "sent_by_scheduler": sent_by_scheduler,
             "smtp_server_received": received,
             "zero_duplicates": received["duplicates"] == 0,
+            # Zero duplicates means something only when both ran and everything arrived.
+            "all_delivered_once": codes == [0, 0]
+            and received["unique_message_ids"] == due
+            and received["duplicates"] == 0,
             "machine": common.machine(),
         }
     )
