@@ -232,3 +232,18 @@ def test_after_added_events_only_dates_they_can_change_are_recomputed(clinic) ->
     db.session.expire_all()
     stored = stored_next_due()
     assert (stored[emptied.id], stored[later.id], stored[earlier.id]) == (day, day, TODAY)
+
+
+def test_a_loaded_patient_shows_the_refreshed_date_without_a_reload(clinic) -> None:  # type: ignore[no-untyped-def]
+    """The refresh expires the stored date on the patient objects the session holds (found by
+    identity key), so code that already loaded a patient never reads the old date."""
+    patient = factories.enrol(clinic, enrolled_on=date(2025, 1, 6), interval_months=3)
+    bystander = factories.enrol(clinic, enrolled_on=date(2025, 6, 2), interval_months=6)
+    db.session.commit()
+    before, unaffected = patient.next_due_on, bystander.next_due_on
+    plans.mark_missed(first(patient, EventStatus.PLANNED))  # the earliest open visit goes
+    db.session.flush()
+    assert patient.next_due_on != before
+    assert patient.next_due_on == first(patient, *OPEN).due_on
+    # Only the touched patient was expired: the other keeps its loaded value unread.
+    assert "next_due_on" in bystander.__dict__ and bystander.next_due_on == unaffected

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, event, func, inspect, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.functions import min as sql_min
 
 from surveillance.models import EventStatus, Patient, PlanEvent, PlanStatus, SurveillancePlan
@@ -108,9 +109,17 @@ def refresh(
         for start in range(0, len(ordered), CHUNK):
             run(patients.c.id.in_(ordered[start : start + CHUNK]))
     # Loaded patients would otherwise keep showing the value they were loaded with.
-    for obj in list(session.identity_map.values()):
-        # The identity key, not ``obj.id``: reading an expired attribute would load the row.
-        if isinstance(obj, Patient) and (ids is None or inspect(obj).key[1][0] in ids):
+    if ids is not None:
+        # Looked up by identity key, not by walking the identity map: a long import flushes
+        # once a row while the map grows, and walking it every time made the import
+        # quadratic (2,000 CSV rows: 40 patients/s against 110 for 500).
+        for patient_id in ids:
+            loaded = session.identity_map.get(identity_key(Patient, patient_id))
+            if loaded is not None:
+                session.expire(loaded, ["next_due_on"])
+        return
+    for obj in list(session.identity_map.values()):  # everyone, or a query's patients
+        if isinstance(obj, Patient):
             session.expire(obj, ["next_due_on"])
 
 
