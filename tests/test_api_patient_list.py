@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import time_machine
 
-from surveillance.api.serializers import event_json
+from surveillance.api.serializers import patient_summary_json
 from surveillance.extensions import db
 from surveillance.models import EventKind, EventStatus, Patient, PlanEvent, SurveillancePlan
 from surveillance.services import patient_search, plans
@@ -88,18 +88,9 @@ def varied(clinic) -> dict[str, int]:  # type: ignore[no-untyped-def]
 
 
 def _expected_item(patient: Patient) -> dict[str, Any]:
-    """The item as the fully loaded latest plan gives it."""
-    plan = patient.latest_plan
-    upcoming = patient_search.next_open_event(plan)
-    return {
-        "id": patient.id,
-        "mrn": patient.mrn,
-        "given_name": patient.given_name,
-        "family_name": patient.family_name,
-        "clinic": patient.clinic.slug,
-        "plan_status": plan.status if plan else None,
-        "next_event": event_json(upcoming, TODAY) if upcoming else None,
-    }
+    """The item as the fully loaded latest plan gives it: the serializer with the event found
+    plan by plan, not by the page's one statement."""
+    return patient_summary_json(patient, patient_search.next_open_event(patient.latest_plan), TODAY)
 
 
 def test_items_are_what_the_full_plans_give(api, varied) -> None:  # type: ignore[no-untyped-def]
