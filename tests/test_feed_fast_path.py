@@ -9,6 +9,7 @@ itself. Real SQLite or PostgreSQL throughout; statements are counted at the driv
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -456,12 +457,33 @@ def test_each_thread_keeps_one_connection_until_the_engine_is_disposed(  # type:
     (held,) = lookup._open
     driver = held.dbapi_connection
     db.engine.dispose()  # e.g. a test dropping its database, or new credentials
-    assert lookup._open == set()
+    assert lookup._open == {}
     with pytest.raises(Exception, match=r"(?i)closed"):  # closed, not merely forgotten
         driver.cursor()
     assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
     assert lookup.connections_opened == opened + 1
     assert lookup._open and held not in lookup._open
+
+
+def test_a_forked_child_leaves_its_parents_connection_open(  # type: ignore[no-untyped-def]
+    client, api, fast
+) -> None:
+    path = path_of(enrol(api))
+    etag = client.get(path).headers["ETag"]
+    lookup = fast.lookup
+    assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+    opened, answered = lookup.connections_opened, fast.answered
+    child = os.fork()
+    if child == 0:  # the child disposes of what it inherited, as a fresh worker would
+        try:
+            lookup._close_all(db.engine)
+        finally:
+            os._exit(0)
+    assert os.waitpid(child, 0)[1] == 0
+    # The parent's connection still works (on PostgreSQL a close in the child would have
+    # ended the parent's session): the poll is answered here, on the same connection.
+    assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+    assert (lookup.connections_opened, fast.answered) == (opened, answered + 1)
 
 
 def test_a_broken_connection_is_replaced_and_the_poll_still_answered(  # type: ignore[no-untyped-def]

@@ -118,7 +118,8 @@ class PatientLookup:
         self.needs_autocommit = dialect.driver == "psycopg"
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._open: set[PoolProxiedConnection] = set()
+        # Each open connection with the process that opened it.
+        self._open: dict[PoolProxiedConnection, int] = {}
         self._generation = 0
         self.connections_opened = 0  # for tests and operators
         event.listen(engine, "engine_disposed", self._close_all)
@@ -166,7 +167,7 @@ class PatientLookup:
             generation, pid, connection = held
             if generation == self._generation and pid == os.getpid():
                 return connection
-            self._discard(connection)
+            self._discard(connection)  # after a fork: forgotten, left open for the parent
         connection = self.engine.raw_connection()
         try:
             # Detached: the pool forgets it, and ``close()`` really closes it.
@@ -177,7 +178,7 @@ class PatientLookup:
             connection.close()
             raise
         with self._lock:
-            self._open.add(connection)
+            self._open[connection] = os.getpid()
             generation = self._generation
             self.connections_opened += 1
         self._local.held = (generation, os.getpid(), connection)
@@ -186,14 +187,22 @@ class PatientLookup:
     def _discard(self, connection: PoolProxiedConnection) -> None:
         self._local.held = None
         with self._lock:
-            self._open.discard(connection)
-        _close_quietly(connection)
+            opener = self._open.pop(connection, None)
+        self._close_if_ours(connection, opener)
 
     def _close_all(self, _engine: Engine) -> None:
         with self._lock:
             self._generation += 1
-            connections, self._open = self._open, set()
-        for connection in connections:
+            connections, self._open = self._open, {}
+        for connection, opener in connections.items():
+            self._close_if_ours(connection, opener)
+
+    @staticmethod
+    def _close_if_ours(connection: PoolProxiedConnection, opener: int | None) -> None:
+        # A forked child shares its parent's socket: closing it there would end the parent's
+        # session (psycopg sends Terminate), so the child only forgets it (as SQLAlchemy's
+        # pool does after a fork).
+        if opener == os.getpid():
             _close_quietly(connection)
 
 
