@@ -341,12 +341,16 @@ def _wall_clock(moment: datetime) -> datetime:
     return moment
 
 
-def _utc_value(moment: datetime) -> str:
-    moment = _utc(moment)
+def _date_time_digits(moment: datetime) -> str:
+    """``YYYYMMDDTHHMMSS``: a DATE-TIME value without its zone."""
     return (
         f"{moment.year:04}{moment.month:02}{moment.day:02}"
-        f"T{moment.hour:02}{moment.minute:02}{moment.second:02}Z"
+        f"T{moment.hour:02}{moment.minute:02}{moment.second:02}"
     )
+
+
+def _utc_value(moment: datetime) -> str:
+    return _date_time_digits(_utc(moment)) + "Z"
 
 
 def _date_value(day: date) -> str:
@@ -363,10 +367,7 @@ def _tzid_parameter(zone: tzinfo | None) -> str | None:
 
 def _local_value(moment: datetime) -> str:
     moment = _wall_clock(moment)
-    value = (
-        f"{moment.year:04}{moment.month:02}{moment.day:02}"
-        f"T{moment.hour:02}{moment.minute:02}{moment.second:02}"
-    )
+    value = _date_time_digits(moment)
     parameter = _tzid_parameter(moment.tzinfo)
     return value + "Z" if parameter is None else f"{parameter}:{value}"
 
