@@ -11,6 +11,7 @@ from flask_migrate import downgrade, upgrade
 
 from surveillance import create_app
 from surveillance.extensions import db
+from surveillance.feeds import rowtable
 from surveillance.models import is_database_specific
 from tests.conftest import _postgres_database, postgres_test_database
 from tests.schema_drift import schema_drift
@@ -43,10 +44,14 @@ def test_upgrade_downgrade_upgrade_and_no_pending_diff(empty_database_url: str) 
         assert diff == [], f"models and migrations disagree: {diff}"
         if db.engine.dialect.name == "postgresql":
             assert _patients_options() == ["fillfactor=80"]
+            assert _feed_row_triggers() == sorted(rowtable.TRIGGERS)
+            downgrade(revision="0009_patients_fillfactor")
+            assert _feed_row_triggers() == []
             downgrade(revision="0008_job_indexes")
             assert _patients_options() is None
             upgrade()
             assert _patients_options() == ["fillfactor=80"]
+            assert _feed_row_triggers() == sorted(rowtable.TRIGGERS)
         db.engine.dispose()
 
 
@@ -54,6 +59,15 @@ def _patients_options() -> list[str] | None:
     """The patients table's storage parameters (PostgreSQL; ``0009_patients_fillfactor``)."""
     with db.engine.connect() as conn:
         return conn.scalar(sa.text("SELECT reloptions FROM pg_class WHERE relname = 'patients'"))
+
+
+def _feed_row_triggers() -> list[str]:
+    """The triggers that feed the fast path's row tables (``0010_feed_row_signals``)."""
+    with db.engine.connect() as conn:
+        names = conn.scalars(
+            sa.text("SELECT tgname FROM pg_trigger WHERE tgname LIKE '%feed_rows%'")
+        )
+        return sorted(names)
 
 
 def test_downgrading_and_upgrading_keeps_related_rows(tmp_path: Path) -> None:

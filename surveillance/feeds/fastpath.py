@@ -13,9 +13,10 @@ Everything else goes on to Flask, whose view stays the reference behaviour: an u
 revoked secret (the ``404``), a ``200`` or an If-Modified-Since whose feed is not in this
 worker's cache (rendering), a request with cookies (the session may be refreshed), other
 methods and paths, a configured host check or app-wide rate limit, and any error, so a
-database outage is answered ``503`` by the app's handler as before. Nothing is cached here but
-rendered bytes under their full key: every answer reflects the database at the time of the
-request.
+database outage is answered ``503`` by the app's handler as before. On SQLite every answer
+reflects the database at the time of the request. On PostgreSQL each worker thread also
+remembers the rows it read, forgetting them as the database's change notifications arrive
+(``rowtable``; ``FEED_ROW_TABLE = False`` reads the database on every poll there too).
 
 ``FEED_FAST_PATH = False`` turns it off (tests compare both paths answer by answer).
 """
@@ -41,6 +42,14 @@ from surveillance import clock
 from surveillance.extensions import db
 from surveillance.feeds import validators
 from surveillance.feeds.cache import CachedFeed, FeedCache, feed_cache
+from surveillance.feeds.rowtable import (
+    DEFAULT_RECHECK_SECONDS,
+    DEFAULT_ROWS,
+    Row,
+    RowTable,
+    catch_up,
+    listen,
+)
 from surveillance.feeds.views import CALENDAR_TYPE, PRIVATE_HEADERS
 from surveillance.http import HSTS, SECURITY_HEADERS
 from surveillance.models import Clinic, Patient
@@ -55,9 +64,6 @@ _PATH = re.compile(r"^/calendar/([A-Za-z0-9_-]{16,128})\.ics$")
 # Status lines as Werkzeug writes them.
 OK, NOT_MODIFIED = "200 OK", "304 NOT MODIFIED"
 
-# patient id, feed_version, the patient's updated_at as ``validators.stamp`` writes it, clinic
-# id, the clinic's updated_at (the same), the clinic's zone.
-Row = tuple[int, int, str, int, str, str]
 StartResponse = Callable[..., Any]
 
 
@@ -93,9 +99,14 @@ class PatientLookup:
     connection is closed on its first error and the request goes on to Flask (whose pooled,
     pre-pinged connection answers or gives the ``503``); the next poll opens a new one.
     ``Engine.dispose()`` closes them all (tests drop databases; deployments rotate
-    credentials), and a forked child never uses its parent's."""
+    credentials), and a forked child never uses its parent's.
 
-    def __init__(self, engine: Engine) -> None:
+    On PostgreSQL the connection also ``LISTEN``s for the triggers' notifications and keeps
+    the rows it read in a ``RowTable`` (``row_table`` is its capacity and recheck interval),
+    so that most polls need no round trip at all; the table lives and dies with its
+    connection."""
+
+    def __init__(self, engine: Engine, row_table: tuple[int, float] | None = None) -> None:
         dialect = engine.dialect
         statement = (
             select(
@@ -116,6 +127,9 @@ class PatientLookup:
         processor = stamp_type.dialect_impl(dialect).result_processor(dialect, None)
         self.to_datetime: Callable[[Any], datetime] = processor or (lambda value: value)
         self.needs_autocommit = dialect.driver == "psycopg"
+        # (capacity, recheck seconds) of each connection's ``RowTable``: PostgreSQL only,
+        # where notifications keep it exact.
+        self.row_table = row_table if dialect.driver == "psycopg" else None
         self._local = threading.local()
         self._lock = threading.Lock()
         # Each open connection with the process that opened it.
@@ -125,21 +139,33 @@ class PatientLookup:
         event.listen(engine, "engine_disposed", self._close_all)
 
     def row(self, hashed: str) -> Row | None:
-        params: Any = (hashed,) if self.positional else {"token_hash": hashed}
-        connection = self._connection()
+        connection, table = self._connection()
         driver: Any = connection.dbapi_connection  # a detached wrapper has no driver_connection
         try:
+            if table is not None:
+                catch_up(driver)
+                remembered = table.get(hashed)
+                if remembered is not None:
+                    return remembered
+                signals = table.signals
             cursor = driver.cursor()
             try:
-                cursor.execute(self.sql, params)
+                cursor.execute(self.sql, self._params(hashed))
                 found = cursor.fetchone()
             finally:
                 cursor.close()
         except Exception:
             self._discard(connection)
             raise
-        if found is None:
-            return None
+        row = None if found is None else self._row_of(found)
+        if table is not None:
+            table.read(hashed, row, signals)
+        return row
+
+    def _params(self, hashed: str) -> Any:
+        return (hashed,) if self.positional else {"token_hash": hashed}
+
+    def _row_of(self, found: Any) -> Row:
         patient_id, version, patient_changed, clinic_id, clinic_changed, timezone = found
         return (
             patient_id,
@@ -161,12 +187,12 @@ class PatientLookup:
             return f"{value[:10]}T{value[11:]}+00:00"
         return validators.stamp(self.to_datetime(value))
 
-    def _connection(self) -> PoolProxiedConnection:
+    def _connection(self) -> tuple[PoolProxiedConnection, RowTable | None]:
         held = getattr(self._local, "held", None)
         if held is not None:
-            generation, pid, connection = held
+            generation, pid, connection, table = held
             if generation == self._generation and pid == os.getpid():
-                return connection
+                return connection, table
             self._discard(connection)  # after a fork: forgotten, left open for the parent
         connection = self.engine.raw_connection()
         try:
@@ -174,6 +200,7 @@ class PatientLookup:
             connection.detach()
             if self.needs_autocommit:
                 connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+            table = self._listening_table(connection.dbapi_connection)
         except Exception:
             connection.close()
             raise
@@ -181,8 +208,21 @@ class PatientLookup:
             self._open[connection] = os.getpid()
             generation = self._generation
             self.connections_opened += 1
-        self._local.held = (generation, os.getpid(), connection)
-        return connection
+        self._local.held = (generation, os.getpid(), connection, table)
+        return connection, table
+
+    def _listening_table(self, driver: Any) -> RowTable | None:
+        """A row table fed by this connection's notifications (PostgreSQL, when enabled)."""
+        if self.row_table is None:
+            return None
+        capacity, recheck_seconds = self.row_table
+        table = RowTable(capacity, recheck_seconds)
+        return table if listen(driver, table) else None
+
+    def table(self) -> RowTable | None:
+        """This thread's row table, if its connection is open and keeps one (for tests)."""
+        held = getattr(self._local, "held", None)
+        return None if held is None else held[3]
 
     def _discard(self, connection: PoolProxiedConnection) -> None:
         self._local.held = None
@@ -220,8 +260,14 @@ class PatientFeedFastPath:
         self.app = app
         self.wsgi_app = wsgi_app
         self.config = app.config
+        row_table = None
+        if app.config.get("FEED_ROW_TABLE", True):
+            row_table = (
+                int(app.config.get("FEED_ROW_TABLE_ROWS", DEFAULT_ROWS)),
+                float(app.config.get("FEED_ROW_TABLE_RECHECK_SECONDS", DEFAULT_RECHECK_SECONDS)),
+            )
         with app.app_context():
-            self.lookup = PatientLookup(db.engine)
+            self.lookup = PatientLookup(db.engine, row_table)
         self.tails = {False: _tail(False), True: _tail(True)}
         self._cache: FeedCache | None = None
         # Counters for tests and operators: answers given here, requests handed to Flask.

@@ -1,0 +1,156 @@
+"""The feed rows a web worker thread has read, kept exact by PostgreSQL's notifications.
+
+A calendar app's poll needs a handful of values to compute the feed's entity tag (the
+patient's id, ``feed_version`` and ``updated_at``, the clinic's id, ``updated_at`` and zone).
+On PostgreSQL, reading them costs a round trip to the server, whose backend shares the
+machine's cores with the web workers: under load that round trip, not the tag, was the gap
+between a ``304`` and the benchmark's baseline (``bench/README.md``). So each worker thread
+remembers the rows it has read, keyed by the hash of the feed secret, and forgets them the
+moment the database says they changed: migration ``0010_feed_row_signals`` makes every
+statement that updates or deletes patients (or touches clinics) send the changed ids on the
+``CHANNEL`` at commit, and the thread's own connection ``LISTEN``s to it.
+
+What this costs in exactness: a notification travels from the committing backend to the
+listening one and on to the worker, which takes well under a millisecond on an idle machine.
+A poll arriving within that time after a commit is answered as it would have been a moment
+before the commit; its calendar app sees the change at its next poll. Everything else is
+exact:
+
+* Notifications are read (without blocking) before every lookup in the table.
+* A row read while a notification came in is not remembered: it may predate the change.
+* A row is trusted only within ``recheck_seconds`` of the connection's last completed round
+  trip, so a connection that died without a word (no reset reaches the worker) is found out
+  by the next poll's statement, and its table dropped with it.
+* The table is used only when the connection has ``LISTEN``ed and the triggers are in place
+  and enabled; any error drops the connection and its table.
+
+Nothing here imports Flask: the fast path (``fastpath.PatientLookup``) owns the connection.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+CHANNEL = "watchful_feed_rows"
+TRIGGERS = (
+    "patients_feed_rows_update",
+    "patients_feed_rows_delete",
+    "patients_feed_rows_truncate",
+    "clinics_feed_rows",
+)
+FORGET_ALL = "*"
+
+DEFAULT_ROWS = 20_000
+DEFAULT_RECHECK_SECONDS = 1.0
+
+# patient id, feed_version, patient stamp, clinic id, clinic stamp, clinic zone
+# (``fastpath.Row``).
+Row = tuple[int, int, str, int, str, str]
+
+
+class RowTable:
+    """Rows by secret hash, with what is needed to forget them by patient id."""
+
+    def __init__(
+        self,
+        capacity: int = DEFAULT_ROWS,
+        recheck_seconds: float = DEFAULT_RECHECK_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.capacity = capacity
+        self.recheck_seconds = recheck_seconds
+        self._monotonic = monotonic
+        self._rows: dict[str, Row] = {}
+        self._key_of_patient: dict[int, str] = {}
+        self._checked_at = -math.inf
+        # Notifications applied so far: a lookup compares it before and after its statement.
+        self.signals = 0
+        self.hits = 0  # for tests and operators
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def get(self, hashed: str) -> Row | None:
+        """The remembered row, unless the connection has been quiet too long to vouch for it."""
+        if self._monotonic() - self._checked_at >= self.recheck_seconds:
+            return None
+        row = self._rows.get(hashed)
+        if row is not None:
+            self.hits += 1
+        return row
+
+    def read(self, hashed: str, row: Row | None, signals_before: int) -> None:
+        """Take in what a statement on the listening connection just read for ``hashed``
+        (``None``: no such secret). ``signals_before`` is ``signals`` as it was before the
+        statement was sent."""
+        self._checked_at = self._monotonic()
+        if row is None or self.signals != signals_before:
+            return  # nothing to remember, or a change came in meanwhile: the row may predate it
+        if len(self._rows) >= self.capacity:
+            self.forget_all()  # bounded memory; the next polls read again
+        previous = self._key_of_patient.get(row[0])
+        if previous is not None and previous != hashed:
+            del self._rows[previous]  # the patient's secret was replaced
+        self._rows[hashed] = row
+        self._key_of_patient[row[0]] = hashed
+
+    def apply(self, payload: str) -> None:
+        """A notification from the triggers: patient ids, comma-separated, or ``*``."""
+        self.signals += 1
+        if payload == FORGET_ALL:
+            self.forget_all()
+            return
+        try:
+            patient_ids = [int(part) for part in payload.split(",")]
+        except ValueError:  # not ours to understand: be safe
+            self.forget_all()
+            return
+        for patient_id in patient_ids:
+            hashed = self._key_of_patient.pop(patient_id, None)
+            if hashed is not None:
+                del self._rows[hashed]
+
+    def forget_all(self) -> None:
+        self._rows.clear()
+        self._key_of_patient.clear()
+
+
+def listen(driver: Any, table: RowTable) -> bool:
+    """Subscribe psycopg connection ``driver`` (in autocommit) to the channel, feeding
+    ``table``; ``False`` (and no subscription) when the triggers are missing or disabled,
+    e.g. on a database not yet upgraded to ``0010_feed_row_signals``."""
+    cursor = driver.cursor()
+    try:
+        cursor.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgname = ANY(%s) AND tgenabled <> 'D' "
+            "AND tgrelid IN (to_regclass('patients'), to_regclass('clinics'))",
+            (list(TRIGGERS),),
+        )
+        (enabled,) = cursor.fetchone()
+        if enabled != len(TRIGGERS):
+            return False
+        driver.add_notify_handler(lambda notify: _deliver(notify, table))
+        cursor.execute(f"LISTEN {CHANNEL}")
+    finally:
+        cursor.close()
+    return True
+
+
+def catch_up(driver: Any) -> None:
+    """Hand every notification already on the connection's socket to its handler, without
+    waiting for more (libpq's ``PQconsumeInput``/``PQnotifies``, as psycopg's own
+    ``notifies()`` generator does once the socket is readable). Raises when the connection
+    is broken."""
+    pgconn = driver.pgconn
+    pgconn.consume_input()
+    handler = pgconn.notify_handler
+    while (notify := pgconn.notifies()) is not None:
+        handler(notify)
+
+
+def _deliver(notify: Any, table: RowTable) -> None:
+    if notify.channel == CHANNEL:
+        table.apply(notify.payload)
