@@ -60,6 +60,13 @@ def from_environment() -> dict[str, Any]:
         "TRUST_PROXY_HOPS": _int("TRUST_PROXY_HOPS", 0),
         # Answer patient feed polls before Flask (surveillance/feeds/fastpath.py).
         "FEED_FAST_PATH": _bool("FEED_FAST_PATH", True),
+        # PostgreSQL: remember feed rows per worker thread, kept exact by notifications
+        # (surveillance/feeds/rowtable.py).
+        "FEED_ROW_TABLE": _bool("FEED_ROW_TABLE", True),
+        "FEED_ROW_TABLE_ROWS": _int("FEED_ROW_TABLE_ROWS", 20_000),
+        "FEED_ROW_TABLE_RECHECK_SECONDS": float(
+            os.environ.get("FEED_ROW_TABLE_RECHECK_SECONDS") or 1.0
+        ),
         "API_PAGE_SIZE": _int("API_PAGE_SIZE", 50),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024),
     }
