@@ -1,17 +1,18 @@
 """The feed fast path's row table: remembered rows answer polls without a statement, and
-PostgreSQL's change notifications make the table forget exactly what changed.
+the database's word makes the table forget what may have changed.
 
 The table's rules are tested on their own (with an injected clock, and against a model under
-hypothesis); then, on PostgreSQL, the whole path: real triggers, real ``LISTEN``, the answers
-compared with the view's. Where a test needs a notification to have arrived, it waits on the
-connection's socket for it (an event, never a sleep). On SQLite the same requests show that
-no table is kept and every poll reads the database.
+hypothesis); then the whole path, its answers compared with the view's: on PostgreSQL with
+the real triggers and ``LISTEN`` (where a test needs a notification to have arrived, it waits
+on the connection's socket for it: an event, never a sleep), on SQLite with ``PRAGMA
+data_version``.
 """
 
 from __future__ import annotations
 
 import select
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,16 @@ def test_rows_are_trusted_only_shortly_after_a_round_trip() -> None:
     assert table.get("a") is None  # the connection must prove itself alive again
     table.read("b", None, table.signals)  # any statement's answer, even "no such secret"
     assert table.get("a") == row_of(1)
+
+
+def test_a_new_data_version_forgets_everything() -> None:
+    table = RowTable(monotonic=Clock())
+    table.observe(7)
+    table.read("a", row_of(1), table.signals)
+    table.observe(7)
+    assert table.get("a") == row_of(1)
+    table.observe(8)  # someone committed something
+    assert table.get("a") is None and len(table) == 0
 
 
 def test_a_replaced_secret_forgets_the_old_one() -> None:
@@ -170,27 +181,31 @@ def both(app: Flask, client, fast: fastpath.PatientFeedFastPath) -> Both:  # typ
     return Both(app, client, fast)
 
 
-def wait_for_signals(fast: fastpath.PatientFeedFastPath, count: int) -> None:
-    """Block until this thread's table has taken in ``count`` notifications in all."""
+def the_table(fast: fastpath.PatientFeedFastPath) -> RowTable:
     table = fast.lookup.table()
     assert table is not None
-    driver: Any = fast.lookup._connection()[0].dbapi_connection
-    while table.signals < count:
+    return table
+
+
+def driver_of(fast: fastpath.PatientFeedFastPath) -> Any:
+    return fast.lookup._connection()[0].dbapi_connection
+
+
+@contextmanager
+def committed(fast: fastpath.PatientFeedFastPath, signals: int = 1) -> Iterator[None]:
+    """Run a change; on PostgreSQL, then block until the table has taken in ``signals`` more
+    notifications (an event on the connection's socket, never a sleep). SQLite needs no
+    waiting: the next lookup reads ``data_version``."""
+    table = the_table(fast)
+    wanted = table.signals + signals
+    yield
+    if not fast.lookup.notified:
+        return
+    driver = driver_of(fast)
+    while table.signals < wanted:
         readable, _, _ = select.select([driver.pgconn.socket], [], [], 10)
-        assert readable, f"no notification within 10 s ({table.signals} of {count})"
+        assert readable, f"no notification within 10 s ({table.signals} of {wanted})"
         rowtable.catch_up(driver)
-
-
-def test_sqlite_keeps_no_table(app: Flask, both: Both, api, is_postgres: bool) -> None:  # type: ignore[no-untyped-def]
-    if is_postgres:
-        return  # the PostgreSQL side is every other test below
-    path = path_of(enrol(api))
-    first, _ = both.send(path)
-    tag = first.headers["ETag"]
-    for _ in range(3):
-        answer, by_fast_path = both.send(path, headers={"If-None-Match": tag})
-        assert answer.status_code == 304 and by_fast_path
-    assert both.fast.lookup.table() is None
 
 
 def hashed(path: str) -> str:
@@ -207,14 +222,11 @@ def poll(both: Both, path: str, tag: str) -> tuple[Any, bool]:
     return both.send(path, headers={"If-None-Match": tag})
 
 
-def test_repeated_polls_are_answered_from_the_table(both: Both, api, fast, is_postgres) -> None:  # type: ignore[no-untyped-def]
-    if not is_postgres:
-        return  # SQLite keeps no table: test_sqlite_keeps_no_table
+def test_repeated_polls_are_answered_from_the_table(both: Both, api, fast) -> None:  # type: ignore[no-untyped-def]
     path = path_of(enrol(api))
-    first, _ = both.send(path)
-    tag = first.headers["ETag"]
-    table = fast.lookup.table()
-    assert table is not None and table.get(hashed(path)) is not None
+    tag = both.send(path)[0].headers["ETag"]
+    table = the_table(fast)
+    assert table.get(hashed(path)) is not None
     hits = table.hits
     for _ in range(3):
         answer, by_fast_path = poll(both, path, tag)
@@ -222,83 +234,88 @@ def test_repeated_polls_are_answered_from_the_table(both: Both, api, fast, is_po
     assert table.hits == hits + 3
 
 
-def test_a_change_is_served_once_its_notification_is_in(both: Both, api, fast, is_postgres) -> None:  # type: ignore[no-untyped-def]
-    if not is_postgres:
-        return  # SQLite keeps no table: test_sqlite_keeps_no_table
+def test_a_change_is_served_once_the_database_says_so(both: Both, api, fast) -> None:  # type: ignore[no-untyped-def]
     patient = enrol(api)
     path = path_of(patient)
     tag = both.send(path)[0].headers["ETag"]
-    signals = fast.lookup.table().signals
     visit = next(e for e in patient["events"] if e["kind"] == "visit")
-    booked = api.post(
-        f"/events/{visit['id']}/book",
-        json={"starts_at": "2026-03-02T10:00", "duration_minutes": 30},
-    )
-    assert booked.status_code == 200, booked.json
-    wait_for_signals(fast, signals + 1)
+    with committed(fast):
+        booked = api.post(
+            f"/events/{visit['id']}/book",
+            json={"starts_at": "2026-03-02T10:00", "duration_minutes": 30},
+        )
+        assert booked.status_code == 200, booked.json
     answer, _ = poll(both, path, tag)
     assert answer.status_code == 200 and answer.headers["ETag"] != tag
     assert b"BEGIN:VEVENT" in answer.data
 
 
-def test_a_replaced_secret_stops_working(both: Both, api, fast, is_postgres) -> None:  # type: ignore[no-untyped-def]
-    if not is_postgres:
-        return  # SQLite keeps no table: test_sqlite_keeps_no_table
+def test_a_replaced_secret_stops_working(both: Both, api, fast) -> None:  # type: ignore[no-untyped-def]
     path = path_of(enrol(api))
     tag = both.send(path)[0].headers["ETag"]
-    signals = fast.lookup.table().signals
-    feed_tokens.rotate_patient_token(patient_row(path))
-    db.session.commit()
-    wait_for_signals(fast, signals + 1)
+    with committed(fast):
+        feed_tokens.rotate_patient_token(patient_row(path))
+        db.session.commit()
     answer, by_fast_path = poll(both, path, tag)
     assert answer.status_code == 404 and not by_fast_path
-    assert len(fast.lookup.table()) == 0
+    assert the_table(fast).get(hashed(path)) is None
 
 
-def test_a_clinic_change_forgets_every_row(both: Both, api, fast, clinic, is_postgres) -> None:  # type: ignore[no-untyped-def]
-    if not is_postgres:
-        return  # SQLite keeps no table: test_sqlite_keeps_no_table
+def test_a_clinic_change_reaches_every_feed(both: Both, api, fast, clinic) -> None:  # type: ignore[no-untyped-def]
     paths = [path_of(enrol(api)) for _ in range(2)]
-    for path in paths:
-        both.send(path)
-    table = fast.lookup.table()
-    assert len(table) == 2
-    signals = table.signals
-    db.session.get(Clinic, clinic.id).phone = "+1 303 555 0199"
+    tags = [both.send(path)[0].headers["ETag"] for path in paths]
+    with committed(fast):
+        db.session.get(Clinic, clinic.id).phone = "+1 303 555 0199"
+        db.session.commit()
+    for path, tag in zip(paths, tags, strict=True):
+        answer, _ = poll(both, path, tag)
+        assert answer.status_code == 200 and answer.headers["ETag"] != tag
+
+
+def test_sqlite_forgets_everything_on_any_commit(both: Both, api, fast, is_postgres) -> None:  # type: ignore[no-untyped-def]
+    if is_postgres:
+        return  # PostgreSQL forgets only the patients named: the next test
+    kept, other = path_of(enrol(api)), path_of(enrol(api))
+    both.send(kept)
+    tag = both.send(other)[0].headers["ETag"]
+    table = the_table(fast)
+    patient_row(kept).feed_version += 1
     db.session.commit()
-    wait_for_signals(fast, signals + 1)
-    assert len(table) == 0
+    hits = table.hits
+    answer, by_fast_path = poll(both, other, tag)  # unchanged, but read again to know it
+    assert answer.status_code == 304 and by_fast_path and table.hits == hits
+    assert table.get(hashed(kept)) is None and table.get(hashed(other)) is not None
 
 
-def test_a_rolled_back_change_sends_nothing(both: Both, api, fast, is_postgres) -> None:  # type: ignore[no-untyped-def]
+def test_postgresql_forgets_only_what_a_commit_changed(both: Both, api, fast, is_postgres) -> None:  # type: ignore[no-untyped-def]
     if not is_postgres:
-        return  # SQLite keeps no table: test_sqlite_keeps_no_table
+        return  # SQLite forgets everything: the test above
     kept, other = path_of(enrol(api)), path_of(enrol(api))
     both.send(kept)
     both.send(other)
-    table = fast.lookup.table()
+    table = the_table(fast)
     signals = table.signals
-    patient_row(kept).feed_version += 1
-    db.session.flush()
-    db.session.rollback()
-    patient_row(other).feed_version += 1
-    db.session.commit()
-    wait_for_signals(fast, signals + 1)  # notifications arrive in commit order
-    assert table.signals == signals + 1
+    with committed(fast):
+        patient_row(kept).feed_version += 1
+        db.session.flush()
+        db.session.rollback()  # sends nothing
+        patient_row(other).feed_version += 1
+        db.session.commit()
+    assert table.signals == signals + 1  # notifications arrive in commit order
     assert table.get(hashed(kept)) is not None
     assert table.get(hashed(other)) is None
 
 
 def test_a_broken_connection_is_dropped_with_its_table(both: Both, api, fast, is_postgres) -> None:  # type: ignore[no-untyped-def]
     if not is_postgres:
-        return  # SQLite keeps no table: test_sqlite_keeps_no_table
+        return  # SQLite's connection is a file handle: nothing ends it from outside
     path = path_of(enrol(api))
     tag = both.send(path)[0].headers["ETag"]
-    driver: Any = fast.lookup._connection()[0].dbapi_connection
+    driver = driver_of(fast)
     opened = fast.lookup.connections_opened
     # Every poll sends its statement: libpq learns of a closed connection only from a read
     # that finds its end, which a table lookup does not always make.
-    fast.lookup.table().recheck_seconds = 0
+    the_table(fast).recheck_seconds = 0
     with db.engine.connect() as conn:
         conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.info.backend_pid})
         conn.commit()
@@ -313,7 +330,7 @@ def test_a_broken_connection_is_dropped_with_its_table(both: Both, api, fast, is
 
 def test_no_table_without_the_triggers(app: Flask, api, fast, is_postgres) -> None:  # type: ignore[no-untyped-def]
     if not is_postgres:
-        return  # SQLite keeps no table: test_sqlite_keeps_no_table
+        return  # SQLite needs no triggers
     enrol(api)
     with db.engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE clinics DISABLE TRIGGER clinics_feed_rows"))
@@ -331,16 +348,16 @@ def test_no_table_without_the_triggers(app: Flask, api, fast, is_postgres) -> No
 
 def test_what_the_triggers_send(app: Flask, api, clinic, is_postgres) -> None:  # type: ignore[no-untyped-def]
     if not is_postgres:
-        return  # SQLite keeps no table: test_sqlite_keeps_no_table
+        return  # SQLite has no notifications
     first, second = (patient_row(path_of(enrol(api))) for _ in range(2))
     url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url, autocommit=True) as listener:
         listener.execute(f"LISTEN {rowtable.CHANNEL}")
         listener.execute("LISTEN marker")  # sent after each statement: the end of its signals
 
-        def sent(statement: str, **params: Any) -> list[str]:
+        def sent(statement: str) -> list[str]:
             with db.engine.begin() as conn:
-                conn.execute(sa.text(statement), params)
+                conn.execute(sa.text(statement))
                 conn.execute(sa.text("SELECT pg_notify('marker', '')"))
             payloads = []
             for notify in listener.notifies(timeout=10):

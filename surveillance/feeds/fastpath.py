@@ -13,10 +13,9 @@ Everything else goes on to Flask, whose view stays the reference behaviour: an u
 revoked secret (the ``404``), a ``200`` or an If-Modified-Since whose feed is not in this
 worker's cache (rendering), a request with cookies (the session may be refreshed), other
 methods and paths, a configured host check or app-wide rate limit, and any error, so a
-database outage is answered ``503`` by the app's handler as before. On SQLite every answer
-reflects the database at the time of the request. On PostgreSQL each worker thread also
-remembers the rows it read, forgetting them as the database's change notifications arrive
-(``rowtable``; ``FEED_ROW_TABLE = False`` reads the database on every poll there too).
+database outage is answered ``503`` by the app's handler as before. Each worker thread also
+remembers the rows it read, forgetting them as soon as the database says they may have
+changed (``rowtable``; ``FEED_ROW_TABLE = False`` reads them on every poll).
 
 ``FEED_FAST_PATH = False`` turns it off (tests compare both paths answer by answer).
 """
@@ -101,10 +100,11 @@ class PatientLookup:
     ``Engine.dispose()`` closes them all (tests drop databases; deployments rotate
     credentials), and a forked child never uses its parent's.
 
-    On PostgreSQL the connection also ``LISTEN``s for the triggers' notifications and keeps
-    the rows it read in a ``RowTable`` (``row_table`` is its capacity and recheck interval),
-    so that most polls need no round trip at all; the table lives and dies with its
-    connection."""
+    The connection also keeps the rows it read in a ``RowTable`` (``row_table`` is its
+    capacity and recheck interval), valid while the database reports no change: on
+    PostgreSQL it ``LISTEN``s for the triggers' notifications, so that most polls need no
+    round trip at all; on SQLite ``PRAGMA data_version`` (cheaper than the lookup) says
+    whether anyone has committed since. The table lives and dies with its connection."""
 
     def __init__(self, engine: Engine, row_table: tuple[int, float] | None = None) -> None:
         dialect = engine.dialect
@@ -127,9 +127,10 @@ class PatientLookup:
         processor = stamp_type.dialect_impl(dialect).result_processor(dialect, None)
         self.to_datetime: Callable[[Any], datetime] = processor or (lambda value: value)
         self.needs_autocommit = dialect.driver == "psycopg"
-        # (capacity, recheck seconds) of each connection's ``RowTable``: PostgreSQL only,
-        # where notifications keep it exact.
-        self.row_table = row_table if dialect.driver == "psycopg" else None
+        # (capacity, recheck seconds) of each connection's ``RowTable``, kept exact by
+        # notifications (psycopg) or by SQLite's ``data_version`` (pysqlite).
+        self.row_table = row_table if dialect.driver in ("psycopg", "pysqlite") else None
+        self.notified = dialect.driver == "psycopg"
         self._local = threading.local()
         self._lock = threading.Lock()
         # Each open connection with the process that opened it.
@@ -143,7 +144,10 @@ class PatientLookup:
         driver: Any = connection.dbapi_connection  # a detached wrapper has no driver_connection
         try:
             if table is not None:
-                catch_up(driver)
+                if self.notified:
+                    catch_up(driver)
+                else:
+                    table.observe(_data_version(driver))
                 remembered = table.get(hashed)
                 if remembered is not None:
                     return remembered
@@ -212,12 +216,15 @@ class PatientLookup:
         return connection, table
 
     def _listening_table(self, driver: Any) -> RowTable | None:
-        """A row table fed by this connection's notifications (PostgreSQL, when enabled)."""
+        """A row table for this connection (when enabled): fed by its notifications on
+        PostgreSQL, checked against ``PRAGMA data_version`` on SQLite."""
         if self.row_table is None:
             return None
         capacity, recheck_seconds = self.row_table
         table = RowTable(capacity, recheck_seconds)
-        return table if listen(driver, table) else None
+        if self.notified and not listen(driver, table):
+            return None
+        return table
 
     def table(self) -> RowTable | None:
         """This thread's row table, if its connection is open and keeps one (for tests)."""
@@ -244,6 +251,16 @@ class PatientLookup:
         # pool does after a fork).
         if opener == os.getpid():
             _close_quietly(connection)
+
+
+def _data_version(driver: Any) -> int:
+    """SQLite's count of commits by other connections, as this connection has seen them."""
+    cursor = driver.cursor()
+    try:
+        cursor.execute("PRAGMA data_version")
+        return int(cursor.fetchone()[0])
+    finally:
+        cursor.close()
 
 
 def _close_quietly(connection: PoolProxiedConnection) -> None:

@@ -1,28 +1,29 @@
-"""The feed rows a web worker thread has read, kept exact by PostgreSQL's notifications.
+"""The feed rows a web worker thread has read, valid until the database says they changed.
 
 A calendar app's poll needs a handful of values to compute the feed's entity tag (the
 patient's id, ``feed_version`` and ``updated_at``, the clinic's id, ``updated_at`` and zone).
-On PostgreSQL, reading them costs a round trip to the server, whose backend shares the
-machine's cores with the web workers: under load that round trip, not the tag, was the gap
-between a ``304`` and the benchmark's baseline (``bench/README.md``). So each worker thread
-remembers the rows it has read, keyed by the hash of the feed secret, and forgets them the
-moment the database says they changed: migration ``0010_feed_row_signals`` makes every
-statement that updates or deletes patients (or touches clinics) send the changed ids on the
-``CHANNEL`` at commit, and the thread's own connection ``LISTEN``s to it.
+Reading them is an indexed lookup; on PostgreSQL it is also a round trip to the server, whose
+backend shares the machine's cores with the web workers, and under load that round trip, not
+the tag, was the gap between a ``304`` and the benchmark's baseline (``bench/README.md``). So
+each worker thread remembers the rows it has read, keyed by the hash of the feed secret, and
+forgets them as soon as the database says they may have changed:
 
-What this costs in exactness: a notification travels from the committing backend to the
-listening one and on to the worker, which takes well under a millisecond on an idle machine.
-A poll arriving within that time after a commit is answered as it would have been a moment
-before the commit; its calendar app sees the change at its next poll. Everything else is
-exact:
-
-* Notifications are read (without blocking) before every lookup in the table.
-* A row read while a notification came in is not remembered: it may predate the change.
-* A row is trusted only within ``recheck_seconds`` of the connection's last completed round
-  trip, so a connection that died without a word (no reset reaches the worker) is found out
-  by the next poll's statement, and its table dropped with it.
-* The table is used only when the connection has ``LISTEN``ed and the triggers are in place
-  and enabled; any error drops the connection and its table.
+* **PostgreSQL**: migration ``0010_feed_row_signals`` makes every statement that updates or
+  deletes patients (or touches clinics) send the changed ids on the ``CHANNEL`` at commit,
+  and the thread's own connection ``LISTEN``s to it. Notifications are read (without
+  blocking) before every lookup in the table; a row read while a notification came in is not
+  remembered (it may predate the change); a row is trusted only within ``recheck_seconds``
+  of the connection's last completed statement, so a connection that died without a word is
+  found out by the next poll's statement, and its table dropped with it; the table is used
+  only when the triggers are in place and enabled. What this costs in exactness: a
+  notification travels from the committing backend to the listening one and on to the
+  worker, which takes well under a millisecond on an idle machine. A poll arriving within
+  that moment after a commit is answered as it would have been just before the commit; its
+  calendar app sees the change at its next poll.
+* **SQLite**: ``PRAGMA data_version`` (a few microseconds, against the lookup's ten or so)
+  changes whenever another connection commits anything, and the table is then emptied. This
+  is exact, and coarse: it helps in quiet hours (nights, weekends: calendars keep polling)
+  and not while staff are writing.
 
 Nothing here imports Flask: the fast path (``fastpath.PatientLookup``) owns the connection.
 """
@@ -66,6 +67,7 @@ class RowTable:
         self._rows: dict[str, Row] = {}
         self._key_of_patient: dict[int, str] = {}
         self._checked_at = -math.inf
+        self._version: int | None = None  # SQLite's data_version when the rows were read
         # Notifications applied so far: a lookup compares it before and after its statement.
         self.signals = 0
         self.hits = 0  # for tests and operators
@@ -96,6 +98,15 @@ class RowTable:
             del self._rows[previous]  # the patient's secret was replaced
         self._rows[hashed] = row
         self._key_of_patient[row[0]] = hashed
+
+    def observe(self, version: int) -> None:
+        """SQLite: the connection's ``PRAGMA data_version``, read just now. It changes when
+        another connection commits anything; the rows then may be stale, all of them."""
+        self._checked_at = self._monotonic()
+        if version != self._version:
+            self.signals += 1
+            self.forget_all()
+            self._version = version
 
     def apply(self, payload: str) -> None:
         """A notification from the triggers: patient ids, comma-separated, or ``*``."""
