@@ -4,6 +4,8 @@ byte for byte the parts its ``MIMEText`` builds."""
 from __future__ import annotations
 
 import email
+from collections.abc import Callable
+from datetime import datetime
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import SMTP, compat32
@@ -41,3 +43,87 @@ def test_the_same_inside_the_multipart_message(text: str) -> None:
     outer[0].attach(ours)
     outer[1].attach(reference)
     assert outer[0].as_bytes() == outer[1].as_bytes()
+
+
+# Header values: what the app writes (short ASCII, an address, a date) and anything else
+# (long, folded, spaced, non-ASCII, line breaks) around the one-line shortcut's edges.
+HEADER_VALUE = (
+    st.text(alphabet=st.sampled_from(list('aZ09 <>@.;,:="()-_\t\r\n\x0béß€')), max_size=120)
+    | st.text(max_size=100)
+    | st.sampled_from(
+        [
+            "",
+            " ",
+            "a ",
+            " a",
+            "a  b",
+            "x" * 70,
+            "x" * 72,
+            "x" * 73,
+            "x" * 74,
+            "x" * 200,
+            "Time to book your next appointment",
+            "<reminder-0123456789abcdef0123456789abcdef@watchful.example.org>",
+            'multipart/alternative; boundary="=_a0123456789abcdef"',
+        ]
+    )
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    name=st.sampled_from(["To", "Subject", "Content-Type", "X-Auto-Response-Suppress"]),
+    value=HEADER_VALUE,
+)
+def test_the_one_line_policy_writes_every_header_as_compat32_does(name: str, value: str) -> None:
+    def outcome(fold: Callable[[str, str], object]) -> object:
+        try:
+            return fold(name, value)
+        except Exception as exc:  # e.g. a value with something like a header after a line break
+            return type(exc)
+
+    for ours, reference in (
+        (messages.POLICY, compat32),
+        (messages.POLICY.clone(linesep="\r\n"), compat32.clone(linesep="\r\n")),
+    ):
+        assert outcome(ours.fold) == outcome(reference.fold)
+        assert outcome(ours.fold_binary) == outcome(reference.fold_binary)
+
+
+def test_a_reminder_flattens_as_with_compat32_and_its_boundaries_are_not_in_the_parts() -> None:
+    """The whole message, as the SMTP client writes it: the same bytes as ``compat32`` gives,
+    and the boundaries chosen by ``build_email`` (no check by the generator) appear nowhere
+    but on their own delimiter lines."""
+    rendered = messages.Rendered(
+        subject="Réminder: your appointment on Thu Mar 26 at 10:15 AM " + "x" * 40,
+        text="Hello Robin,\n--=_a\n=_ and = and --" + "é" * 200 + "\n",
+        html="<p>Hello</p>\n" * 50,
+        attachments=(messages.Attachment("appointment.ics", b"BEGIN:VCALENDAR\r\n" * 30),),
+    )
+
+    class Row:
+        message_id = "<reminder-0123@watchful.example.org>"
+
+    from flask import Flask
+
+    with Flask(__name__).app_context():
+        email_ = messages.build_email(Row(), rendered, "robin@example.org", datetime(2026, 3, 1))  # type: ignore[arg-type]
+    ours = email_.as_bytes(policy=messages.POLICY.clone(linesep="\r\n"))
+    assert ours == email_.as_bytes(policy=compat32.clone(linesep="\r\n"))
+    boundaries = [part.get_boundary() for part in email_.walk() if part.is_multipart()]
+    assert len(boundaries) == 2 and all(b.startswith("=_") for b in boundaries)
+    for boundary in boundaries:
+        kind = "mixed" if boundary.startswith("=_m") else "alternative"
+        header = f'Content-Type: multipart/{kind}; boundary="{boundary}"'
+        lines = {line for line in ours.split(b"\r\n") if boundary.encode() in line}
+        assert lines == {f"--{boundary}".encode(), f"--{boundary}--".encode(), header.encode()}
+    parsed = email.message_from_bytes(ours)
+    assert [p.get_content_type() for p in parsed.walk()] == [
+        "multipart/mixed",
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+        "text/calendar",
+    ]
+    text = parsed.get_payload(0).get_payload(0).get_payload(decode=True)
+    assert text.replace(b"\r\n", b"\n").decode() == rendered.text
