@@ -35,7 +35,7 @@ from sqlalchemy.orm import joinedload
 
 from surveillance import clock
 from surveillance.extensions import db
-from surveillance.models import OutboxMessage, OutboxStatus, Patient, PlanEvent, Role, User
+from surveillance.models import OutboxMessage, OutboxStatus, PlanEvent, Role, User
 from surveillance.reminders import messages, settings
 from surveillance.reminders.outbox import snapshot
 from surveillance.reminders.rules import Audience, ReminderPolicy, Rule, reminders_for
@@ -475,10 +475,7 @@ def _lock_events(event_ids: list[int]) -> dict[int, PlanEvent]:
     events = db.session.scalars(
         select(PlanEvent)
         .where(PlanEvent.id.in_(event_ids))
-        .options(
-            joinedload(PlanEvent.patient).joinedload(Patient.clinic),
-            joinedload(PlanEvent.plan),
-        )
+        .options(joinedload(PlanEvent.plan))  # patients and clinics: loaded with the messages
         .with_for_update(read=True, of=PlanEvent)
         .execution_options(populate_existing=True)
     ).unique()

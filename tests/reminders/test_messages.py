@@ -127,3 +127,18 @@ def test_a_reminder_flattens_as_with_compat32_and_its_boundaries_are_not_in_the_
     ]
     text = parsed.get_payload(0).get_payload(0).get_payload(decode=True)
     assert text.replace(b"\r\n", b"\n").decode() == rendered.text
+
+
+def test_email_templates_use_none_of_the_apps_globals(app) -> None:  # type: ignore[no-untyped-def]
+    """Emails render without the app's Jinja globals (``messages._environment``): a template
+    that used one (``url_for``, ``config``…) would silently get nothing."""
+    from jinja2 import meta
+
+    environment, emails = app.jinja_env, messages._environment()
+    names = [n for n in environment.list_templates() if n.startswith("email/")]
+    assert len(names) >= 10
+    for name in names:
+        source = environment.loader.get_source(environment, name)[0]
+        # Parsed where there are no globals: every name a template reads is listed.
+        used = meta.find_undeclared_variables(emails.parse(source))
+        assert not used & set(environment.globals), name
