@@ -372,3 +372,18 @@ def test_what_the_triggers_send(app: Flask, api, clinic, is_postgres) -> None:  
         assert sorted(both.split(",")) == sorted([str(first.id), str(second.id)])
         assert sent(bump.format(-1)) == []  # no row changed: nothing to forget
         assert sent(f"UPDATE clinics SET phone = phone WHERE id = {clinic.id}") == ["*"]
+        # Over 500 rows in one statement: "forget everything" rather than a long list.
+        table = Patient.__table__
+        with db.engine.begin() as conn:
+            model = conn.execute(sa.select(table).where(table.c.id == first.id)).mappings().one()
+            copies = [
+                {**model, "mrn": f"copy-{n}", "feed_token_salt": None, "feed_token_hash": None}
+                for n in range(500)
+            ]
+            for copy in copies:
+                del copy["id"]
+            conn.execute(sa.insert(table), copies)  # inserts send nothing
+        assert sent("UPDATE patients SET feed_version = feed_version + 1") == ["*"]
+        with db.engine.connect() as conn:
+            deleted = conn.scalar(sa.select(table.c.id).where(table.c.mrn == "copy-7"))
+        assert sent(f"DELETE FROM patients WHERE id = {deleted}") == [str(deleted)]
