@@ -47,8 +47,8 @@ FORGET_ALL = "*"
 DEFAULT_ROWS = 20_000
 DEFAULT_RECHECK_SECONDS = 1.0
 
-# patient id, feed_version, patient stamp, clinic id, clinic stamp, clinic zone
-# (``fastpath.Row``).
+# patient id, feed_version, patient stamp, clinic id, clinic stamp, clinic zone: what the fast
+# path's lookup reads (timestamps as ``validators.stamp`` writes them).
 Row = tuple[int, int, str, int, str, str]
 
 
@@ -68,7 +68,8 @@ class RowTable:
         self._key_of_patient: dict[int, str] = {}
         self._checked_at = -math.inf
         self._version: int | None = None  # SQLite's data_version when the rows were read
-        # Notifications applied so far: a lookup compares it before and after its statement.
+        # Changes heard of so far (notifications, new data versions): a lookup compares it
+        # before and after its statement.
         self.signals = 0
         self.hits = 0  # for tests and operators
 
