@@ -24,13 +24,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.message import Message
@@ -47,8 +45,11 @@ from surveillance.models import OutboxMessage, OutboxStatus, PlanEvent, Role, Us
 from surveillance.reminders import messages, settings
 from surveillance.reminders.outbox import snapshot
 from surveillance.reminders.rules import Audience, ReminderPolicy, Rule, reminders_for
+from surveillance.reminders.sending import SendingProcess
 from surveillance.reminders.transport import (
+    DeliveryError,
     PermanentFailure,
+    SmtpTransport,
     TemporaryFailure,
     Transport,
     from_config,
@@ -703,39 +704,47 @@ def _finish_batch(
 # --- The run: sending one batch while preparing the next --------------------------------------
 # Sending is an SMTP conversation: much of it is waiting for the server's replies, during which
 # the main thread can claim, check and render the next batch. So one thread sends a batch
-# while the main thread prepares the next. Both need the interpreter (the GIL), the sending
-# thread after each of the server's four replies a message, and on the 2-core bench machine
-# each hand-over between the threads cost nearly what the overlap saved: runs went 0-10 %
-# faster than one step after the other (a process of its own for sending, which shares no
-# GIL, went at the pace of SMTP alone).
-# What does not change:
+# while the main thread prepares the next. Over SMTP the conversation itself happens in a
+# child process (``sending``), and the thread waits on its pipe: smtplib needs the
+# interpreter after each of the server's four replies a message, and in a thread each of
+# those moments waited for the preparing thread to let go of the GIL (on the 2-core bench
+# machine that made a sending thread only 0-10 % faster than one step after the other; the
+# process keeps pace with SMTP alone). Other transports (the mail folder, tests') send from
+# the thread itself. What does not change:
 #
 # * At most one batch is sent and not yet recorded: batch N is recorded before batch N+1 is
 #   handed to the sending thread. A crash leaves no more to go out twice than before. (Batch
 #   N+1 is claimed by then, but claimed rows that were not sent only wait for their lease.)
-# * The sending thread does nothing but ``transport.send`` (through ``_send``, which turns each
-#   reply into an outcome): no database, no Flask state. The main thread records the outcomes.
-#   Digests go out from the main thread while the sending thread has nothing in hand, so the
-#   SMTP connection is only ever used by one thread at a time.
+# * The sending thread does nothing but ``transport.send`` or hand the batch to the child
+#   (through ``_send``, which turns each reply into an outcome): no database, no Flask state.
+#   The main thread records the outcomes. Digests go out from the main thread, over the
+#   run's own transport, while the sending thread has nothing in hand.
 # * An exception in the sending thread comes back to the main thread with the batch's result
 #   (``Future.result``) and ends the run; an exception in the main thread stops the sending
-#   thread after the message it is sending. Either way the transport is closed after the
-#   thread has stopped.
+#   thread (and the child) after the message it is sending. Either way the transport is closed
+#   after the thread has stopped and the child has ended. A child that dies ends the run like
+#   an exception in the sending thread.
 
 
 class _SendingThread:
-    """One thread that sends batches, one at a time, over the run's transport."""
+    """One thread that sends batches, one at a time, over the run's transport. An SMTP
+    transport's conversation happens in a child process (``sending``), started with the
+    first batch: the thread then only waits on its pipe, and preparing the next batch does not
+    compete with smtplib for the interpreter."""
 
     def __init__(self, transport: Transport, sender: str, limits: Limits) -> None:
         self.transport, self.sender, self.limits = transport, sender, limits
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-send")
         self._stopping = threading.Event()
+        self._process: SendingProcess | None = None
 
     def send(self, batch: _Batch) -> _Batch:
         batch.sent = self._pool.submit(self._send_all, batch.ready, batch.now)
         return batch
 
     def _send_all(self, ready: list[_Prepared], now: datetime) -> list[_Outcome]:
+        if type(self.transport) is SmtpTransport:  # not a subclass: its overrides stay here
+            return self._send_from_process(ready, now, self.transport)
         outcomes = []
         for prepared in ready:
             if self._stopping.is_set():
@@ -743,48 +752,42 @@ class _SendingThread:
             outcomes.append(_send(prepared, self.sender, self.transport, self.limits, now))
         return outcomes
 
+    def _send_from_process(
+        self, ready: list[_Prepared], now: datetime, transport: SmtpTransport
+    ) -> list[_Outcome]:
+        if self._stopping.is_set() or not ready:
+            return []
+        if self._process is None:
+            self._process = SendingProcess(transport)
+        replies = self._process.send_all([(p.email, self.sender, p.recipient) for p in ready])
+        # Fewer replies than messages: the child was told to stop; the rest keep their claim.
+        return [
+            _send(prepared, self.sender, _Replied(reply), self.limits, now)
+            for prepared, reply in zip(ready, replies, strict=False)
+        ]
+
     def stop(self) -> None:
-        """Stop after the message being sent, and wait for the thread to end."""
+        """Stop after the message being sent, wait for the thread, and end the child."""
         self._stopping.set()
+        if self._process is not None:
+            self._process.stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._process is not None:
+            self._process.close()
 
 
-# How long a thread may keep the interpreter (the GIL) while another thread waits for it.
-# Python's default, 5 ms, suits busy threads sharing it; here the sending thread mostly waits
-# for the SMTP server and, after each of its four replies a message, needs the interpreter for
-# a moment, which the preparing thread kept for up to 5 ms each time. Measured on the 2-core
-# bench machine, a thread sending over SMTP while another computes all the time: 200-400
-# msg/s at 5 ms, 500-1,000 at 0.05-0.5 ms (about 2,000 with the other thread idle, or with the
-# computing done by another process).
-SWITCH_INTERVAL = 0.0001
+class _Replied:
+    """The child's reply to one message, as a transport for ``_send``."""
 
+    def __init__(self, reply: DeliveryError | None) -> None:
+        self.reply = reply
 
-class _SwitchInterval:
-    """``SWITCH_INTERVAL`` while at least one run is going in the process (the interval is the
-    process's: two runs at once must not set it back under each other)."""
+    def send(self, message: Message, sender: str, recipient: str) -> None:
+        if self.reply is not None:
+            raise self.reply
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs = 0
-        self._before = sys.getswitchinterval()
-
-    @contextmanager
-    def short(self) -> Iterator[None]:
-        with self._lock:
-            if self._runs == 0:
-                self._before = sys.getswitchinterval()
-                sys.setswitchinterval(min(SWITCH_INTERVAL, self._before))
-            self._runs += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._runs -= 1
-                if self._runs == 0:
-                    sys.setswitchinterval(self._before)
-
-
-_switch_interval = _SwitchInterval()
+    def close(self) -> None:
+        return None
 
 
 def deliver_due(
@@ -805,16 +808,15 @@ def deliver_due(
     in_flight: _Batch | None = None  # with the sending thread, or sent and not yet recorded
     ready: _Batch | None = None  # prepared, waiting for its turn
     try:
-        with _switch_interval.short():
-            while should_continue() and (
-                ids := claim(clock.utcnow(), worker, batch_size, limits.lease)
-            ):
-                ready = _prepare_batch(ids, worker, limits, result)
-                if in_flight is not None:
-                    _finish_batch(in_flight, worker, transport, limits, result)
-                in_flight, ready = sending.send(ready), None
+        while should_continue() and (
+            ids := claim(clock.utcnow(), worker, batch_size, limits.lease)
+        ):
+            ready = _prepare_batch(ids, worker, limits, result)
             if in_flight is not None:
                 _finish_batch(in_flight, worker, transport, limits, result)
+            in_flight, ready = sending.send(ready), None
+        if in_flight is not None:
+            _finish_batch(in_flight, worker, transport, limits, result)
     finally:
         sending.stop()
         for batch in (in_flight, ready):

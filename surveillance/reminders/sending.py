@@ -1,0 +1,128 @@
+"""SMTP from a process of its own, so that a delivery run prepares one batch while the
+previous one is being sent.
+
+Sending a reminder over SMTP is four round trips to the server, and smtplib needs the
+interpreter after each reply. In a thread beside the one that claims and renders the next
+batch, each of those moments waits for the other thread to let go of the interpreter (the
+GIL): on the 2-core bench machine a sending thread gained 0-10 % over one step after the
+other, while a process of its own, which shares no interpreter, sent at the pace of SMTP
+alone (``bench/README.md``). So a run's SMTP conversation happens in a child process:
+
+* The child is started with ``spawn`` (a fresh interpreter: forking a process that runs the
+  scheduler's threads could copy a lock held by one of them), once a run has a batch to
+  send, and holds the run's SMTP connection. It gets whole batches over a pipe, sends them
+  message by message, and answers with one reply per message sent: ``None`` or the
+  ``DeliveryError`` the transport raised. It ignores SIGINT and SIGTERM (a Ctrl-C or a
+  service stop reaches the whole process group): the parent ends it, by closing the pipe,
+  once the batch in hand is answered or its ``stop`` event is seen between two messages.
+  If the parent dies, the pipe closes and the child ends too.
+* The parent's sending thread waits on the pipe (without the interpreter) and turns the
+  replies into outcomes, as it does for an in-process transport. A child that dies answers
+  nothing: the run ends with an error and the batch stays claimed, exactly as if the sending
+  thread had raised (its rows go again once their leases run out).
+
+The SMTP settings (password included) travel over the pipe, never on a command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+from email.message import Message
+from multiprocessing.connection import Connection
+from typing import Any
+
+from surveillance.reminders.transport import DeliveryError, SmtpTransport
+
+# (message, envelope sender, recipient) for each message of a batch
+Outgoing = tuple[Message, str, str]
+STOP_SECONDS = 30.0
+
+
+class SendingProcessDied(RuntimeError):
+    """The child ended without answering: the run stops, the batch stays claimed."""
+
+    def __init__(self, exitcode: int | None) -> None:
+        super().__init__(f"the SMTP sending process ended unexpectedly (exit code {exitcode})")
+        self.exitcode = exitcode
+
+
+class SendingProcess:
+    """The child process and the parent's end of its pipe."""
+
+    def __init__(self, transport: SmtpTransport) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._stopping = context.Event()
+        self._pipe, theirs = context.Pipe()
+        settings = {
+            "host": transport.host,
+            "port": transport.port,
+            "use_tls": transport.use_tls,
+            "username": transport.username,
+            "password": transport.password,
+            "timeout": transport.timeout,
+        }
+        self.process = context.Process(
+            target=serve,
+            args=(theirs, settings, self._stopping),
+            name="watchful-smtp",
+            daemon=True,  # ended with the parent if it exits without closing
+        )
+        self.process.start()
+        theirs.close()  # the child's end: only the child holds it now
+
+    def send_all(self, batch: list[Outgoing]) -> list[DeliveryError | None]:
+        """One reply per message sent, in order; fewer than ``batch`` if the child was told
+        to stop. Raises ``SendingProcessDied`` if the child is gone."""
+        try:
+            self._pipe.send(batch)
+            replies: list[DeliveryError | None] = self._pipe.recv()
+        except (EOFError, OSError) as exc:
+            self.process.join(STOP_SECONDS)
+            raise SendingProcessDied(self.process.exitcode) from exc
+        return replies
+
+    def stop(self) -> None:
+        """Ask the child to stop after the message it is sending (safe from any thread)."""
+        self._stopping.set()
+
+    def close(self) -> None:
+        """End the child: it finishes the message in hand, closes its SMTP connection and
+        exits. Waits for it (and kills it if it does not end within ``STOP_SECONDS``)."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):  # it is gone already
+            self._pipe.send(None)
+        self._pipe.close()
+        self.process.join(STOP_SECONDS)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def serve(pipe: Connection, settings: dict[str, Any], stopping: Any) -> None:
+    """The child: send what arrives until the pipe says ``None`` or closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    transport = SmtpTransport(**settings)
+    try:
+        while True:
+            try:
+                batch: list[Outgoing] | None = pipe.recv()
+            except EOFError:
+                return
+            if batch is None:
+                return
+            replies: list[DeliveryError | None] = []
+            for message, sender, recipient in batch:
+                if stopping.is_set():
+                    break
+                try:
+                    transport.send(message, sender, recipient)
+                except DeliveryError as exc:
+                    replies.append(exc)
+                else:
+                    replies.append(None)
+            pipe.send(replies)
+    finally:
+        transport.close()
