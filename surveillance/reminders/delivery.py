@@ -727,10 +727,10 @@ def _finish_batch(
 
 
 class _SendingThread:
-    """One thread that sends batches, one at a time, over the run's transport. An SMTP
-    transport's conversation happens in a child process (``sending``), started with the
-    first batch: the thread then only waits on its pipe, and preparing the next batch does not
-    compete with smtplib for the interpreter."""
+    """One thread that sends batches, one at a time, over the run's transport. In a run with
+    many batches an SMTP transport's conversation happens in a child process (``sending``):
+    the thread then only waits on its pipe, and preparing the next batch does not compete
+    with smtplib for the interpreter."""
 
     def __init__(self, transport: Transport, sender: str, limits: Limits) -> None:
         self.transport, self.sender, self.limits = transport, sender, limits
@@ -738,13 +738,19 @@ class _SendingThread:
         self._stopping = threading.Event()
         self._process: SendingProcess | None = None
 
-    def send(self, batch: _Batch) -> _Batch:
+    def send(self, batch: _Batch, full: bool) -> _Batch:
+        """Hand ``batch`` over. ``full``: it was as large as a claim may be, so more are
+        likely to follow; only then is a child process worth its start (about half a second
+        of CPU): the usual run, a few messages a minute, sends from the thread."""
+        if full and self._process is None and type(self.transport) is SmtpTransport:
+            # The exact class: a subclass's overrides (tests') must run here.
+            self._process = SendingProcess(self.transport)
         batch.sent = self._pool.submit(self._send_all, batch.ready, batch.now)
         return batch
 
     def _send_all(self, ready: list[_Prepared], now: datetime) -> list[_Outcome]:
-        if type(self.transport) is SmtpTransport:  # not a subclass: its overrides stay here
-            return self._send_from_process(ready, now, self.transport)
+        if self._process is not None:
+            return self._send_from_process(ready, now, self._process)
         outcomes = []
         for prepared in ready:
             if self._stopping.is_set():
@@ -753,13 +759,11 @@ class _SendingThread:
         return outcomes
 
     def _send_from_process(
-        self, ready: list[_Prepared], now: datetime, transport: SmtpTransport
+        self, ready: list[_Prepared], now: datetime, process: SendingProcess
     ) -> list[_Outcome]:
         if self._stopping.is_set() or not ready:
             return []
-        if self._process is None:
-            self._process = SendingProcess(transport)
-        replies = self._process.send_all([(p.email, self.sender, p.recipient) for p in ready])
+        replies = process.send_all([(p.email, self.sender, p.recipient) for p in ready])
         # Fewer replies than messages: the child was told to stop; the rest keep their claim.
         return [
             _send(prepared, self.sender, _Replied(reply), self.limits, now)
@@ -814,7 +818,7 @@ def deliver_due(
             ready = _prepare_batch(ids, worker, limits, result)
             if in_flight is not None:
                 _finish_batch(in_flight, worker, transport, limits, result)
-            in_flight, ready = sending.send(ready), None
+            in_flight, ready = sending.send(ready, full=len(ids) == batch_size), None
         if in_flight is not None:
             _finish_batch(in_flight, worker, transport, limits, result)
     finally:

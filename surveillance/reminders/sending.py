@@ -9,9 +9,10 @@ other, while a process of its own, which shares no interpreter, sent at the pace
 alone (``bench/README.md``). So a run's SMTP conversation happens in a child process:
 
 * The child is started with ``spawn`` (a fresh interpreter: forking a process that runs the
-  scheduler's threads could copy a lock held by one of them), once a run has a batch to
-  send, and holds the run's SMTP connection. It gets whole batches over a pipe, sends them
-  message by message, and answers with one reply per message sent: ``None`` or the
+  scheduler's threads could copy a lock held by one of them) when a run hands over a full
+  batch (more are likely to follow; a run of a few messages sends them from its thread and
+  starts nothing), and holds an SMTP connection of its own. It gets whole batches over a
+  pipe, sends them message by message, and answers with one reply per message sent: ``None`` or the
   ``DeliveryError`` the transport raised. It ignores SIGINT and SIGTERM (a Ctrl-C or a
   service stop reaches the whole process group): the parent ends it, by closing the pipe,
   once the batch in hand is answered or its ``stop`` event is seen between two messages.

@@ -96,9 +96,9 @@ def test_each_batch_is_recorded_before_the_next_is_sent_while_the_next_is_prepar
     handed: list[dict[str, str]] = []  # the statuses as each batch was handed over
     hand_over = delivery._SendingThread.send
 
-    def watched_hand_over(self: delivery._SendingThread, batch: delivery._Batch) -> Any:
+    def watched_hand_over(self: delivery._SendingThread, batch: delivery._Batch, full: bool) -> Any:
         handed.append(statuses(engine))
-        return hand_over(self, batch)
+        return hand_over(self, batch, full)
 
     monkeypatch.setattr(delivery._SendingThread, "send", watched_hand_over)
     seen: dict[str, dict[str, str]] = {}  # the statuses as each message was sent
@@ -382,3 +382,14 @@ def test_an_error_on_the_main_thread_ends_the_child_too(
         delivery.deliver_due(batch_size=2)
     (child,) = started
     assert not child.process.is_alive() and child.process.exitcode == 0
+
+
+def test_a_run_of_one_partial_batch_sends_from_its_thread(
+    clinic, smtp: MailServer, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    ids = queued(clinic, 3)
+    started = started_children(monkeypatch)
+    with time_machine.travel(WINDOW_OPENS, tick=False):
+        result = delivery.deliver_due(batch_size=5)  # a few messages: the usual minute's run
+    assert result.sent == 3 and sorted(smtp.message_ids()) == sorted(ids)
+    assert started == []  # no process started for so little
