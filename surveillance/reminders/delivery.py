@@ -749,7 +749,7 @@ class _SendingThread:
         return batch
 
     def _send_all(self, ready: list[_Prepared], now: datetime) -> list[_Outcome]:
-        if self._process is not None:
+        if self._process is not None and self._process.ready():
             return self._send_from_process(ready, now, self._process)
         outcomes = []
         for prepared in ready:

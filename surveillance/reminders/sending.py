@@ -11,10 +11,12 @@ alone (``bench/README.md``). So a run's SMTP conversation happens in a child pro
 * The child is started with ``spawn`` (a fresh interpreter: forking a process that runs the
   scheduler's threads could copy a lock held by one of them) when a run hands over a full
   batch (more are likely to follow; a run of a few messages sends them from its thread and
-  starts nothing), and holds an SMTP connection of its own. It gets whole batches over a
-  pipe, sends them message by message, and answers with one reply per message sent: ``None`` or the
-  ``DeliveryError`` the transport raised. It ignores SIGINT and SIGTERM (a Ctrl-C or a
-  service stop reaches the whole process group): the parent ends it, by closing the pipe,
+  starts nothing), and holds an SMTP connection of its own. Until it says it is ready (a
+  fresh interpreter takes about half a second) the run's batches go from the thread as
+  before. It gets whole batches over a pipe, sends them message by message, and answers
+  with one reply per message sent: ``None`` or the ``DeliveryError`` the transport raised.
+  It ignores SIGINT and SIGTERM (a Ctrl-C or a service stop reaches the whole process
+  group): the parent ends it, by closing the pipe,
   once the batch in hand is answered or its ``stop`` event is seen between two messages.
   If the parent dies, the pipe closes and the child ends too.
 * The parent's sending thread waits on the pipe (without the interpreter) and turns the
@@ -32,7 +34,7 @@ import multiprocessing
 import signal
 from email.message import Message
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
 from surveillance.reminders.transport import DeliveryError, SmtpTransport
 
@@ -72,17 +74,36 @@ class SendingProcess:
         )
         self.process.start()
         theirs.close()  # the child's end: only the child holds it now
+        self._ready = False
+
+    def ready(self) -> bool:
+        """Whether the child has started (without waiting: starting an interpreter takes
+        about half a second, during which the run sends from its thread). Raises
+        ``SendingProcessDied`` if it died on the way."""
+        if not self._ready and self._pipe.poll():
+            self._receive()  # its "ready"
+            self._ready = True
+        return self._ready
 
     def send_all(self, batch: list[Outgoing]) -> list[DeliveryError | None]:
         """One reply per message sent, in order; fewer than ``batch`` if the child was told
         to stop. Raises ``SendingProcessDied`` if the child is gone."""
         try:
             self._pipe.send(batch)
-            replies: list[DeliveryError | None] = self._pipe.recv()
-        except (EOFError, OSError) as exc:
-            self.process.join(STOP_SECONDS)
-            raise SendingProcessDied(self.process.exitcode) from exc
+        except OSError as exc:
+            self._died(exc)
+        replies: list[DeliveryError | None] = self._receive()
         return replies
+
+    def _receive(self) -> Any:
+        try:
+            return self._pipe.recv()
+        except (EOFError, OSError) as exc:
+            self._died(exc)
+
+    def _died(self, exc: BaseException) -> NoReturn:
+        self.process.join(STOP_SECONDS)
+        raise SendingProcessDied(self.process.exitcode) from exc
 
     def stop(self) -> None:
         """Ask the child to stop after the message it is sending (safe from any thread)."""
@@ -107,11 +128,9 @@ def serve(pipe: Connection, settings: dict[str, Any], stopping: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     transport = SmtpTransport(**settings)
     try:
+        pipe.send("ready")
         while True:
-            try:
-                batch: list[Outgoing] | None = pipe.recv()
-            except EOFError:
-                return
+            batch: list[Outgoing] | None = pipe.recv()
             if batch is None:
                 return
             replies: list[DeliveryError | None] = []
@@ -125,5 +144,7 @@ def serve(pipe: Connection, settings: dict[str, Any], stopping: Any) -> None:
                 else:
                     replies.append(None)
             pipe.send(replies)
+    except (EOFError, BrokenPipeError):
+        return  # the run ended (before this child was ready, or the parent is gone)
     finally:
         transport.close()

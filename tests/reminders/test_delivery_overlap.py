@@ -285,30 +285,42 @@ def test_postgresql_holds_the_batchs_events_while_it_is_sent(
 # --- Over SMTP, the conversation happens in a child process ------------------------------------
 
 
-def started_children(monkeypatch: pytest.MonkeyPatch) -> list[sending.SendingProcess]:
-    """The sending processes runs start from now on."""
-    started: list[sending.SendingProcess] = []
-    start = sending.SendingProcess.__init__
+class Children:
+    """The sending processes runs start from now on, each waited for until it is ready (so
+    that the run's batches go through it), and how many messages went through them."""
 
-    def recording(self: sending.SendingProcess, transport: SmtpTransport) -> None:
-        start(self, transport)
-        started.append(self)
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.started: list[sending.SendingProcess] = []
+        self.sent = 0
+        start, send_all = sending.SendingProcess.__init__, sending.SendingProcess.send_all
 
-    monkeypatch.setattr(sending.SendingProcess, "__init__", recording)
-    return started
+        def starting(process: sending.SendingProcess, transport: SmtpTransport) -> None:
+            start(process, transport)
+            self.started.append(process)
+            assert process._pipe.poll(WAIT), "the child did not start"
+            assert process.ready()
+
+        def sending_all(process: sending.SendingProcess, batch: list[Any]) -> Any:
+            self.sent += len(batch)
+            return send_all(process, batch)
+
+        monkeypatch.setattr(sending.SendingProcess, "__init__", starting)
+        monkeypatch.setattr(sending.SendingProcess, "send_all", sending_all)
 
 
 def test_smtp_is_spoken_from_a_child_process_that_ends_with_the_run(
     clinic, smtp: MailServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     ids = queued(clinic, 5)
-    started = started_children(monkeypatch)
+    children = Children(monkeypatch)
+    started = children.started
     with time_machine.travel(WINDOW_OPENS, tick=False):
         result = delivery.deliver_due(batch_size=2)  # the configured SMTP server
     assert result.sent == 5
     assert sorted(smtp.message_ids()) == sorted(ids)
     assert {(r.status, r.attempts) for r in rows()} == {(OutboxStatus.SENT, 1)}
     (child,) = started  # one for the whole run, however many batches
+    assert children.sent == 5  # every message went through it
     assert child.process.pid != os.getpid()
     assert not child.process.is_alive() and child.process.exitcode == 0
 
@@ -317,7 +329,8 @@ def test_the_childs_refusals_become_the_messages_outcomes(
     clinic, smtp: MailServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     queued(clinic, 3)
-    started = started_children(monkeypatch)
+    children = Children(monkeypatch)
+    started = children.started
     smtp.recorder.refuse_rcpt = "550 5.1.1 No such mailbox"
     with time_machine.travel(WINDOW_OPENS, tick=False):
         result = delivery.deliver_due(batch_size=2)
@@ -331,7 +344,8 @@ def test_a_child_that_dies_ends_the_run_and_its_batch_waits_for_its_lease(
     app: Flask, clinic, smtp: MailServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     ids = queued(clinic, 6)
-    started = started_children(monkeypatch)
+    children = Children(monkeypatch)
+    started = children.started
     accept = smtp.recorder.handle_DATA
 
     async def accept_then_kill_the_sender(server, session, envelope):  # type: ignore[no-untyped-def]
@@ -365,7 +379,8 @@ def test_an_error_on_the_main_thread_ends_the_child_too(
     clinic, smtp: MailServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     queued(clinic, 6)
-    started = started_children(monkeypatch)
+    children = Children(monkeypatch)
+    started = children.started
     prepare = delivery._prepare_batch
     calls = iter(range(100))
 
@@ -388,8 +403,30 @@ def test_a_run_of_one_partial_batch_sends_from_its_thread(
     clinic, smtp: MailServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     ids = queued(clinic, 3)
-    started = started_children(monkeypatch)
+    children = Children(monkeypatch)
+    started = children.started
     with time_machine.travel(WINDOW_OPENS, tick=False):
         result = delivery.deliver_due(batch_size=5)  # a few messages: the usual minute's run
     assert result.sent == 3 and sorted(smtp.message_ids()) == sorted(ids)
     assert started == []  # no process started for so little
+
+
+def test_a_child_still_starting_when_the_run_ends_ends_quietly(
+    clinic, smtp: MailServer, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Until the child says it is ready, batches go from the thread; a short run may end
+    first (or not: either way every message goes once and the child exits cleanly)."""
+    ids = queued(clinic, 5)
+    started: list[sending.SendingProcess] = []
+    start = sending.SendingProcess.__init__
+
+    def recording(process: sending.SendingProcess, transport: SmtpTransport) -> None:
+        start(process, transport)
+        started.append(process)
+
+    monkeypatch.setattr(sending.SendingProcess, "__init__", recording)
+    with time_machine.travel(WINDOW_OPENS, tick=False):
+        result = delivery.deliver_due(batch_size=2)
+    assert result.sent == 5 and sorted(smtp.message_ids()) == sorted(ids)
+    (child,) = started
+    assert not child.process.is_alive() and child.process.exitcode == 0
