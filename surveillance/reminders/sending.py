@@ -58,17 +58,9 @@ class SendingProcess:
         context = multiprocessing.get_context("spawn")
         self._stopping = context.Event()
         self._pipe, theirs = context.Pipe()
-        settings = {
-            "host": transport.host,
-            "port": transport.port,
-            "use_tls": transport.use_tls,
-            "username": transport.username,
-            "password": transport.password,
-            "timeout": transport.timeout,
-        }
         self.process = context.Process(
             target=serve,
-            args=(theirs, settings, self._stopping),
+            args=(theirs, transport.settings(), self._stopping),
             name="watchful-smtp",
             daemon=True,  # ended with the parent if it exits without closing
         )

@@ -58,6 +58,18 @@ class SmtpTransport:
         self.username, self.password, self.timeout = username, password, timeout
         self._smtp: smtplib.SMTP | None = None
 
+    def settings(self) -> dict[str, Any]:
+        """The constructor's arguments: what another process needs to make the same
+        transport (``sending``), kept next to them so that the two never drift apart."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "use_tls": self.use_tls,
+            "username": self.username,
+            "password": self.password,
+            "timeout": self.timeout,
+        }
+
     def _connect(self) -> smtplib.SMTP:
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         try:

@@ -7,6 +7,7 @@ on PostgreSQL a batch's events stay ``FOR SHARE`` while it is sent."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import threading
@@ -430,3 +431,13 @@ def test_a_child_still_starting_when_the_run_ends_ends_quietly(
     assert result.sent == 5 and sorted(smtp.message_ids()) == sorted(ids)
     (child,) = started
     assert not child.process.is_alive() and child.process.exitcode == 0
+
+
+def test_the_child_gets_every_setting_of_the_transport() -> None:
+    """``settings()`` names each constructor argument, so a transport built from it in the
+    child is the parent's (a new argument left out would be silently lost there)."""
+    transport = SmtpTransport("mail.test", 2525, True, "relay", "secret", 7.5)
+    assert set(transport.settings()) == set(inspect.signature(SmtpTransport).parameters)
+    again = SmtpTransport(**transport.settings())
+    assert again.settings() == transport.settings()
+    assert transport.settings()["password"] == "secret" and again.timeout == 7.5
