@@ -467,7 +467,7 @@ class OutboxMessage(db.Model):
     __table_args__ = (
         CheckConstraint(f"status IN {_in(OutboxStatus)}", name="status"),
         CheckConstraint("audience IN ('patient', 'coordinator')", name="audience"),
-        Index("ix_outbox_messages_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_messages_status_next_attempt_at_id", "status", "next_attempt_at", "id"),
         Index("ix_outbox_messages_event_id_status", "event_id", "status"),
         Index("ix_outbox_messages_clinic_id_status", "clinic_id", "status"),
     )

@@ -301,6 +301,46 @@ def test_claims_never_overlap(clinic, smtp: MailServer) -> None:  # type: ignore
     assert {r.claimed_by for r in rows()} == {"worker-a", "worker-b"}
 
 
+def test_claims_take_abandoned_rows_first_then_due_rows_in_order(clinic) -> None:  # type: ignore[no-untyped-def]
+    with time_machine.travel(ENROLLED, tick=False):
+        for _ in range(6):
+            patient(clinic)
+    now = datetime(2026, 3, 15, 15, tzinfo=UTC)
+    with time_machine.travel(WINDOW_OPENS, tick=False):
+        queue()
+    ids = sorted(r.id for r in rows())
+    assert len(ids) == 6
+    # Due at one moment (a morning's reminders share it) except one due earlier; one not due
+    # yet; one claimed by a process whose lease ran out, one whose lease still holds.
+    due_times = {ids[0]: now, ids[1]: now, ids[2]: now - timedelta(hours=1), ids[3]: now}
+    for outbox_id, due in due_times.items():
+        db.session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == outbox_id).values(next_attempt_at=due)
+        )
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == ids[4])
+        .values(next_attempt_at=now + timedelta(minutes=1))
+    )
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == ids[5])
+        .values(
+            status="sending", claimed_by="gone", attempts=1, lease_until=now - timedelta(seconds=1)
+        )
+    )
+    db.session.commit()
+    lease = timedelta(minutes=10)
+    first = delivery.claim(now, "worker-a", 2, lease)
+    assert first == sorted([ids[5], ids[2]])  # the abandoned claim, then the earliest due
+    assert delivery.claim(now, "worker-b", 1, lease) == [ids[0]]  # ties: in id order
+    assert delivery.claim(now, "worker-b", 10, lease) == [ids[1], ids[3]]  # not ids[4]
+    assert delivery.claim(now, "worker-c", 10, lease) == []
+    claimed = {r.id: (r.claimed_by, r.attempts) for r in rows()}
+    assert claimed[ids[5]] == ("worker-a", 2) and claimed[ids[2]] == ("worker-a", 1)
+    assert claimed[ids[4]] == (None, 0)
+
+
 def test_without_mail_server_messages_are_files_a_person_can_open(clinic, app) -> None:  # type: ignore[no-untyped-def]
     app.config["MAIL_SERVER"] = None
     with time_machine.travel(ENROLLED, tick=False):
