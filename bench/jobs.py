@@ -12,7 +12,16 @@ It first migrates the database to the head revision (the jobs' indexes).
   same messages again through a transport that sends nothing, to see whether SMTP is the limit;
 * the SMTP-only ceiling: the messages the null transport was given, sent again to a fresh
   aiosmtpd server by ``SmtpTransport`` alone (one connection, one message after the other, as a
-  delivery run does), with no database and no rendering.
+  delivery run does), with no database and no rendering: the messages are the bytes the run
+  made (as it does over SMTP, while preparing a batch), so this times the SMTP conversation
+  alone;
+* the delivery and the SMTP-only ceiling again against a relay-like server, one that takes
+  ``--relay-delay-ms`` (default 2) to accept each message, as a relay that queues it on disk or
+  forwards it does (0 skips this part). The local server above is a best case for SMTP that
+  no real relay matches, and it shares the two cores with the app and its database.
+
+Each delivery reports ``waited_for_sending_share``: the part of the run the app spent with its
+next batch prepared, waiting for the mail server to take the previous one.
 
 ``--only horizons`` runs only the two extend-horizons runs. ``--only delivery`` (or
 ``--delivery-only``) skips the timed queue-reminders and extend-horizons runs (it queues
@@ -39,20 +48,26 @@ from sqlalchemy import text
 from surveillance import clock, create_app, jobs
 from surveillance.extensions import db
 from surveillance.reminders import delivery
-from surveillance.reminders.transport import SmtpTransport
+from surveillance.reminders.transport import SmtpTransport, wire_format
 
 BENCH = Path(__file__).resolve().parent
 
 
 class NullTransport:
-    """Accepts every message and sends nothing: the app's own cost of a delivery. Keeps what
-    it was given, for the SMTP-only ceiling."""
+    """Accepts every message and sends nothing: the app's own cost of a delivery. Takes the
+    messages as the bytes SMTP sends, as ``SmtpTransport`` does (so the run prepares them as
+    a run over SMTP does), and keeps them, for the SMTP-only ceiling."""
 
     def __init__(self) -> None:
-        self.kept: list[tuple[Any, str, str]] = []
+        self.kept: list[tuple[bytes, str, str]] = []
 
     def send(self, message: Any, sender: str, recipient: str) -> None:
-        self.kept.append((message, sender, recipient))
+        data = wire_format(message, sender, recipient)
+        assert data is not None  # the bench's addresses are ASCII
+        self.kept.append((data, sender, recipient))
+
+    def send_wire(self, data: bytes, sender: str, recipient: str) -> None:
+        self.kept.append((data, sender, recipient))
 
     def close(self) -> None:
         return None
@@ -114,6 +129,10 @@ def deliver(transport: Any = None) -> dict[str, Any]:
         "sent": sent,
         "result": str(result),
         "seconds": round(seconds, 2),
+        "waited_for_sending_seconds": round(result.waited_for_sending, 2),
+        "waited_for_sending_share": round(result.waited_for_sending / seconds, 2)
+        if seconds
+        else None,
         "messages_per_second": round(sent / seconds, 1) if seconds else None,
         # This process's CPU time (all its threads) a message: less sensitive to the load of
         # other processes than the wall-clock rate.
@@ -121,9 +140,9 @@ def deliver(transport: Any = None) -> dict[str, Any]:
     }
 
 
-def start_sink(port: int, report: Path) -> subprocess.Popen[str]:
+def start_sink(port: int, report: Path, data_delay_ms: float = 0) -> subprocess.Popen[str]:
     sink = subprocess.Popen(
-        [sys.executable, str(BENCH / "smtp_sink.py"), str(port), str(report)],
+        [sys.executable, str(BENCH / "smtp_sink.py"), str(port), str(report), str(data_delay_ms)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -137,14 +156,16 @@ def stop_sink(sink: subprocess.Popen[str], report: Path) -> dict[str, Any]:
     return dict(json.loads(report.read_text()))
 
 
-def smtp_only(kept: list[tuple[Any, str, str]], port: int, report: Path) -> dict[str, Any]:
+def smtp_only(
+    kept: list[tuple[bytes, str, str]], port: int, report: Path, data_delay_ms: float = 0
+) -> dict[str, Any]:
     """The same messages through the app's SMTP transport alone: what SMTP allows."""
-    sink = start_sink(port, report)
+    sink = start_sink(port, report, data_delay_ms)
     try:
         transport = SmtpTransport("127.0.0.1", port)
         started, cpu = time.perf_counter(), time.process_time()
-        for message, sender, recipient in kept:
-            transport.send(message, sender, recipient)
+        for data, sender, recipient in kept:
+            transport.send_wire(data, sender, recipient)
         transport.close()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
@@ -167,17 +188,41 @@ def delivery_part(args: argparse.Namespace, report: Path, result: dict[str, Any]
         )
     ).all()
     result["load_average_before_delivery"] = common.load_average()
-    sink = start_sink(args.smtp_port, report)
-    try:
-        result["deliver_smtp"] = {"due": due, **deliver()}
-    finally:
-        result["smtp_server_received"] = stop_sink(sink, report)
+    result["deliver_smtp"] = {"due": due, **deliver_to_sink(args.smtp_port, report)}
+    result["smtp_server_received"] = result["deliver_smtp"].pop("server_received")
     _reset(list(ids))
     db.session.commit()
     null = NullTransport()
     result["deliver_null_transport"] = deliver(null)
     result["smtp_only_ceiling"] = smtp_only(null.kept, args.smtp_port, report)
+    ratios = {"local_server": _ratio(result["deliver_smtp"], result["smtp_only_ceiling"])}
+    if args.relay_delay_ms:
+        _reset(list(ids))
+        db.session.commit()
+        delay = args.relay_delay_ms
+        result["relay_delay_ms"] = delay
+        result["deliver_smtp_relay"] = deliver_to_sink(args.smtp_port, report, delay)
+        result["smtp_only_relay"] = smtp_only(null.kept, args.smtp_port, report, delay)
+        ratios["relay"] = _ratio(result["deliver_smtp_relay"], result["smtp_only_relay"])
+    result["delivery_vs_smtp_alone"] = ratios
     result["load_average_after_delivery"] = common.load_average()
+
+
+def deliver_to_sink(port: int, report: Path, data_delay_ms: float = 0) -> dict[str, Any]:
+    sink = start_sink(port, report, data_delay_ms)
+    try:
+        delivered = deliver()
+    except BaseException:
+        stop_sink(sink, report)
+        raise
+    delivered["server_received"] = stop_sink(sink, report)
+    return delivered
+
+
+def _ratio(delivered: dict[str, Any], alone: dict[str, Any]) -> float | None:
+    if not delivered["messages_per_second"] or not alone["messages_per_second"]:
+        return None
+    return round(delivered["messages_per_second"] / alone["messages_per_second"], 2)
 
 
 def main() -> None:
@@ -185,6 +230,12 @@ def main() -> None:
     parser.add_argument("target", nargs="?", default=common.DEFAULT_SQLITE)
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--smtp-port", type=int, default=8025)
+    parser.add_argument(
+        "--relay-delay-ms",
+        type=float,
+        default=2.0,
+        help="the relay-like server's time to accept a message (0: no relay-like runs)",
+    )
     parser.add_argument(
         "--only",
         choices=["horizons", "delivery"],

@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.message import Message
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -52,6 +53,8 @@ from surveillance.reminders.transport import (
     SmtpTransport,
     TemporaryFailure,
     Transport,
+    WireTransport,
+    ascii_envelope,
     from_config,
 )
 from surveillance.services import worklists
@@ -69,6 +72,9 @@ class DeliveryResult:
     failed: int = 0
     withdrawn: int = 0
     lost_lease: int = 0
+    # Seconds the run waited, with its next batch prepared, for the previous batch's sends:
+    # how far the mail server (not the app) set the pace.
+    waited_for_sending: float = 0.0
 
     def __str__(self) -> str:
         return (
@@ -554,7 +560,9 @@ class _Prepared:
     attempts: int
     recipient: str
     subject: str
-    email: Message
+    # The email, as the bytes SMTP sends when the run's transport takes them (see
+    # ``deliver_due``), else as a ``Message``.
+    outgoing: Message | bytes
 
 
 def _prepare(
@@ -563,8 +571,12 @@ def _prepare(
     policy: ReminderPolicy,
     limits: Limits,
     now: datetime,
+    wire_sender: str | None = None,
 ) -> _Prepared | _Outcome:
-    """Check and render one message from the loaded rows: what to send, or the outcome."""
+    """Check and render one message from the loaded rows: what to send, or the outcome.
+    With ``wire_sender`` (the envelope sender of a run whose transport takes the bytes SMTP
+    sends) the email is made as those bytes, directly: neither this process nor the sending
+    process then builds or flattens a ``Message``."""
     try:
         ruling = verdict(message, event, policy, now)
         if ruling.action == "withdraw":
@@ -577,20 +589,29 @@ def _prepare(
             return _failed(message.id, ruling.reason, now)
         today = now.astimezone(ZoneInfo(message.clinic.timezone)).date()
         rendered = messages.render(message, today)
-        email = messages.build_email(message, rendered, ruling.recipient, now)
+        outgoing: Message | bytes
+        if wire_sender is not None and ascii_envelope(wire_sender, ruling.recipient):
+            outgoing = messages.email_bytes(message, rendered, ruling.recipient, now)
+        else:
+            outgoing = messages.build_email(message, rendered, ruling.recipient, now)
     except Exception:
         log.exception("Could not prepare outbox message %s", message.id)
         return _retry_or_fail_outcome(
             message.id, message.attempts, limits, now, "Could not prepare the message."
         )
-    return _Prepared(message.id, message.attempts, ruling.recipient, rendered.subject, email)
+    return _Prepared(message.id, message.attempts, ruling.recipient, rendered.subject, outgoing)
 
 
 def _send(
     prepared: _Prepared, sender: str, transport: Transport, limits: Limits, now: datetime
 ) -> _Outcome:
     try:
-        transport.send(prepared.email, sender, prepared.recipient)
+        if isinstance(prepared.outgoing, bytes):
+            # Made only for a transport that takes them (``deliver_due``), or for the
+            # sending process, whose replies stand in for one (``_Replied``).
+            cast(WireTransport, transport).send_wire(prepared.outgoing, sender, prepared.recipient)
+        else:
+            transport.send(prepared.outgoing, sender, prepared.recipient)
     except PermanentFailure as exc:
         return _failed(prepared.message_id, exc.reason, now)
     except TemporaryFailure as exc:
@@ -686,10 +707,16 @@ class _Batch:
             self.locks = None
 
 
-def _prepare_batch(ids: list[int], worker: str, limits: Limits, result: DeliveryResult) -> _Batch:
-    """Read, check and render the claimed rows ``ids``. The session's transaction is over on
-    return: nothing holds the database while the batch is sent (on SQLite a writer in between
-    would otherwise make the recording fail)."""
+def _prepare_batch(
+    ids: list[int],
+    worker: str,
+    limits: Limits,
+    result: DeliveryResult,
+    wire_sender: str | None = None,
+) -> _Batch:
+    """Read, check and render the claimed rows ``ids`` (``wire_sender``: see ``_prepare``).
+    The session's transaction is over on return: nothing holds the database while the batch
+    is sent (on SQLite a writer in between would otherwise make the recording fail)."""
     now = clock.utcnow()
     loaded = _load_messages(ids)
     held = [m for m in loaded if _held(m, worker, now)]
@@ -704,7 +731,7 @@ def _prepare_batch(ids: list[int], worker: str, limits: Limits, result: Delivery
         for message in reminders:
             event = events.get(message.event_id) if message.event_id is not None else None
             policy = policies.get(message.clinic_id) or settings.policy_for(message.clinic_id)
-            prepared = _prepare(message, event, policy, limits, now)
+            prepared = _prepare(message, event, policy, limits, now, wire_sender)
             if isinstance(prepared, _Prepared):
                 batch.ready.append(prepared)
             else:
@@ -723,7 +750,10 @@ def _finish_batch(
     digests (the sending thread has nothing in hand meanwhile)."""
     assert batch.sent is not None
     try:
-        outcomes = batch.outcomes + batch.sent.result()  # raises what the sending raised
+        waiting_since = time.perf_counter()
+        sent = batch.sent.result()  # raises what the sending raised
+        result.waited_for_sending += time.perf_counter() - waiting_since
+        outcomes = batch.outcomes + sent
         if outcomes:
             _record(outcomes, worker, result)
     finally:
@@ -765,6 +795,8 @@ class _SendingThread:
 
     def __init__(self, transport: Transport, sender: str, limits: Limits) -> None:
         self.transport, self.sender, self.limits = transport, sender, limits
+        # The exact class: a subclass's overrides (tests') must run here, in the thread.
+        self.may_use_process = type(transport) is SmtpTransport
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-send")
         self._stopping = threading.Event()
         self._process: SendingProcess | None = None
@@ -773,8 +805,8 @@ class _SendingThread:
         """Hand ``batch`` over. ``full``: it was as large as a claim may be, so more are
         likely to follow; only then is a child process worth its start (about half a second
         of CPU): the usual run, a few messages a minute, sends from the thread."""
-        if full and self._process is None and type(self.transport) is SmtpTransport:
-            # The exact class: a subclass's overrides (tests') must run here.
+        if full and self._process is None and self.may_use_process:
+            assert isinstance(self.transport, SmtpTransport)
             self._process = SendingProcess(self.transport)
         batch.sent = self._pool.submit(self._send_all, batch.ready, batch.now)
         return batch
@@ -794,7 +826,7 @@ class _SendingThread:
     ) -> list[_Outcome]:
         if self._stopping.is_set() or not ready:
             return []
-        replies = process.send_all([(p.email, self.sender, p.recipient) for p in ready])
+        replies = process.send_all([(p.outgoing, self.sender, p.recipient) for p in ready])
         # Fewer replies than messages: the child was told to stop; the rest keep their claim.
         return [
             _send(prepared, self.sender, _Replied(reply), self.limits, now)
@@ -821,6 +853,9 @@ class _Replied:
         if self.reply is not None:
             raise self.reply
 
+    def send_wire(self, data: bytes, sender: str, recipient: str) -> None:
+        self.send(Message(), sender, recipient)
+
     def close(self) -> None:
         return None
 
@@ -840,13 +875,16 @@ def deliver_due(
     transport = transport or from_config(current_app.config, current_app.instance_path)
     sender = str(current_app.config.get("MAIL_DEFAULT_SENDER") or "watchful@localhost")
     sending = _SendingThread(transport, sender, limits)
+    # Over SMTP each email is made as the bytes SMTP sends, while the previous batch is
+    # sent: the sending process (or thread) then only talks SMTP.
+    wire_sender = sender if isinstance(transport, WireTransport) else None
     in_flight: _Batch | None = None  # with the sending thread, or sent and not yet recorded
     ready: _Batch | None = None  # prepared, waiting for its turn
     try:
         while should_continue() and (
             ids := claim(clock.utcnow(), worker, batch_size, limits.lease)
         ):
-            ready = _prepare_batch(ids, worker, limits, result)
+            ready = _prepare_batch(ids, worker, limits, result, wire_sender)
             if in_flight is not None:
                 _finish_batch(in_flight, worker, transport, limits, result)
             in_flight, ready = sending.send(ready, full=len(ids) == batch_size), None

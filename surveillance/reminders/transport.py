@@ -8,14 +8,17 @@ quote the recipient's address.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import smtplib
 import ssl
+from collections.abc import Callable
+from email.generator import BytesGenerator
 from email.message import Message
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 MAIL_FOLDER = "outbox-mail"
 SMTP_TIMEOUT_SECONDS = 20
@@ -39,6 +42,35 @@ class Transport(Protocol):
     def send(self, message: Message, sender: str, recipient: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class WireTransport(Transport, Protocol):
+    """A transport that also takes a message already in the bytes SMTP sends: a delivery
+    run over one makes those bytes itself (``messages.email_bytes``), for an envelope in
+    ASCII (``ascii_envelope``)."""
+
+    def send_wire(self, data: bytes, sender: str, recipient: str) -> None: ...
+
+
+def wire_format(message: Message, sender: str, recipient: str) -> bytes | None:
+    """The bytes ``smtplib.SMTP.send_message`` would put on the wire for ``message`` from
+    ``sender`` to ``recipient``, made once where the message is built, so that the process
+    holding the SMTP connection only talks SMTP (``sending``). The same generator and line
+    ends; ``send_message`` also strips Bcc headers, which these messages never carry.
+    ``None`` when an address is not ASCII: that needs the server's SMTPUTF8 and a generator
+    of its own, which ``send_message`` asks for."""
+    if not ascii_envelope(sender, recipient):
+        return None
+    with io.BytesIO() as out:
+        BytesGenerator(out).flatten(message, linesep="\r\n")
+        return out.getvalue()
+
+
+def ascii_envelope(sender: str, recipient: str) -> bool:
+    """Whether both addresses are ASCII: otherwise ``send_message`` needs the server's
+    SMTPUTF8 and flattens the message in a way of its own."""
+    return (sender + recipient).isascii()
 
 
 class SmtpTransport:
@@ -83,25 +115,33 @@ class SmtpTransport:
         return smtp
 
     def send(self, message: Message, sender: str, recipient: str) -> None:
+        self._attempt(lambda smtp: smtp.send_message(message, sender, [recipient]))
+
+    def send_wire(self, data: bytes, sender: str, recipient: str) -> None:
+        """Send a message already in its wire format (``wire_format``): the same
+        conversation as ``send``, without making the bytes again."""
+        self._attempt(lambda smtp: smtp.sendmail(sender, [recipient], data))
+
+    def _attempt(self, exchange: Callable[[smtplib.SMTP], object]) -> None:
         reused = self._smtp is not None
         try:
-            self._send_once(message, sender, recipient)
+            self._exchange_once(exchange)
         except smtplib.SMTPServerDisconnected:
             self.close()
             if not reused:
                 raise TemporaryFailure("The mail server closed the connection.") from None
             # An idle connection the server timed out: one fresh try is part of this attempt.
             try:
-                self._send_once(message, sender, recipient)
+                self._exchange_once(exchange)
             except smtplib.SMTPServerDisconnected:
                 self.close()
                 raise TemporaryFailure("The mail server closed the connection.") from None
 
-    def _send_once(self, message: Message, sender: str, recipient: str) -> None:
+    def _exchange_once(self, exchange: Callable[[smtplib.SMTP], object]) -> None:
         try:
             if self._smtp is None:
                 self._smtp = self._connect()
-            self._smtp.send_message(message, from_addr=sender, to_addrs=[recipient])
+            exchange(self._smtp)
         except smtplib.SMTPServerDisconnected:
             raise
         except smtplib.SMTPRecipientsRefused as exc:

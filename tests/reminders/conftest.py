@@ -27,6 +27,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    raw: bytes = b""  # the message's bytes as they came (before the server added anything)
 
     @property
     def message_id(self) -> str:
@@ -62,7 +63,14 @@ class Recorder:
             return self.refuse_data
         parsed = email.message_from_bytes(envelope.original_content, policy=default)
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), parsed))  # type: ignore[arg-type]
+            self.received.append(
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    parsed,  # type: ignore[arg-type]
+                    envelope.original_content,
+                )
+            )
         return "250 Message accepted for delivery"
 
 

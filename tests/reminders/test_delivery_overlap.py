@@ -24,8 +24,8 @@ from sqlalchemy.exc import OperationalError
 
 from surveillance.extensions import db
 from surveillance.models import OutboxMessage, OutboxStatus
-from surveillance.reminders import delivery, sending
-from surveillance.reminders.transport import SmtpTransport
+from surveillance.reminders import delivery, messages, sending
+from surveillance.reminders.transport import SmtpTransport, wire_format
 from tests.reminders.conftest import MailServer
 from tests.reminders.helpers import patient, queue, rows
 
@@ -293,6 +293,7 @@ class Children:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.started: list[sending.SendingProcess] = []
         self.sent = 0
+        self.kinds: set[type] = set()  # of the messages handed to them
         start, send_all = sending.SendingProcess.__init__, sending.SendingProcess.send_all
 
         def starting(process: sending.SendingProcess, transport: SmtpTransport) -> None:
@@ -303,6 +304,7 @@ class Children:
 
         def sending_all(process: sending.SendingProcess, batch: list[Any]) -> Any:
             self.sent += len(batch)
+            self.kinds.update(type(message) for message, _, _ in batch)
             return send_all(process, batch)
 
         monkeypatch.setattr(sending.SendingProcess, "__init__", starting)
@@ -322,6 +324,7 @@ def test_smtp_is_spoken_from_a_child_process_that_ends_with_the_run(
     assert {(r.status, r.attempts) for r in rows()} == {(OutboxStatus.SENT, 1)}
     (child,) = started  # one for the whole run, however many batches
     assert children.sent == 5  # every message went through it
+    assert children.kinds == {bytes}  # in their wire format, made by the run
     assert child.process.pid != os.getpid()
     assert not child.process.is_alive() and child.process.exitcode == 0
 
@@ -441,3 +444,33 @@ def test_the_child_gets_every_setting_of_the_transport() -> None:
     again = SmtpTransport(**transport.settings())
     assert again.settings() == transport.settings()
     assert transport.settings()["password"] == "secret" and again.timeout == 7.5
+
+
+def test_the_wire_format_is_what_send_message_sends(smtp: MailServer) -> None:
+    """The child sends each message as ``wire_format`` made it: the same bytes reach the
+    server as through ``send_message``, so moving the flattening out of the child changes
+    nothing on the wire."""
+    rendered = messages.Rendered(
+        subject="Réminder: your appointment on Thu Mar 26 at 10:15 AM " + "x" * 60,
+        text="Hello Robin,\n.\n.leading dot\n" + "é" * 100 + "\n",
+        html="<p>Hello</p>\n" * 40,
+        attachments=(messages.Attachment("appointment.ics", b"BEGIN:VCALENDAR\r\n" * 20),),
+    )
+
+    class Row:
+        message_id = "<reminder-0123@watchful.example.org>"
+
+    with Flask(__name__).app_context():
+        email_ = messages.build_email(Row(), rendered, "robin@example.org", datetime(2026, 3, 1))  # type: ignore[arg-type]
+    wire = wire_format(email_, "clinic@watchful.test", "robin@example.org")
+    assert wire is not None
+    with SmtpTransport("127.0.0.1", smtp.port) as transport:
+        transport.send(email_, "clinic@watchful.test", "robin@example.org")
+        transport.send_wire(wire, "clinic@watchful.test", "robin@example.org")
+    through_send_message, through_wire = smtp.received
+    assert through_wire.raw == through_send_message.raw
+    assert b"\n" not in through_wire.raw.replace(b"\r\n", b"")  # CRLF line ends only
+    assert through_wire.rcpt_tos == ["robin@example.org"]
+    # An address that is not ASCII needs SMTPUTF8, which only ``send_message`` asks for.
+    assert wire_format(email_, "clinic@watchful.test", "röbin@example.org") is None
+    assert wire_format(email_, "klinik@wätchful.test", "robin@example.org") is None

@@ -11,10 +11,11 @@ from email.mime.text import MIMEText
 from email.policy import SMTP, compat32
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from surveillance.reminders import messages
+from surveillance.reminders.transport import wire_format
 
 # Any text a template can give (a lone surrogate cannot be encoded at all, by either).
 TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=3000) | st.text(
@@ -142,3 +143,64 @@ def test_email_templates_use_none_of_the_apps_globals(app) -> None:  # type: ign
         # Parsed where there are no globals: every name a template reads is listed.
         used = meta.find_undeclared_variables(emails.parse(source))
         assert not used & set(environment.globals), name
+
+
+class _Row:
+    message_id = "<reminder-0123@watchful.example.org>"
+
+
+# Whole lines, including those the generator treats specially ("From " quoted, a lone dot).
+LINES = st.lists(
+    st.sampled_from(["From the clinic", "From", ".", "", "é" * 40, "x" * 90, " From", "\r"])
+).map("\n".join)
+
+ATTACHMENTS = st.lists(
+    st.builds(
+        messages.Attachment,
+        filename=st.sampled_from(["appointment.ics", "visit plan.ics", "é.ics"]),
+        content=st.binary(max_size=600) | st.just(b"BEGIN:VCALENDAR\r\nFrom x\r\n" * 30),
+        params=st.sampled_from([{}, {"charset": "utf-8"}, {"method": "PUBLISH"}]),
+    ),
+    max_size=2,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=TEXT | LINES,
+    html=TEXT | LINES,
+    subject=TEXT.map(lambda s: s[:150]),
+    attachments=ATTACHMENTS,
+    recipient=st.sampled_from(["robin@example.org", "r" * 80 + "@example.org"]),
+    sender=st.sampled_from(["clinic@watchful.test", "Clinic Name <clinic@watchful.test>"]),
+)
+@example(  # lines the generator quotes as ">From ", a dot line, a bare CR, a long subject
+    text="From the clinic\nhello\n.\nFrom here\r\nx\ry",
+    html="From <b>us</b>",
+    subject="Réminder: " + "x" * 120,
+    attachments=[
+        messages.Attachment("appointment.ics", b"From x\r\n", params={"charset": "utf-8"})
+    ],
+    recipient="robin@example.org",
+    sender="clinic@watchful.test",
+)
+def test_email_bytes_are_the_flattened_message_to_the_byte(
+    text: str,
+    html: str,
+    subject: str,
+    attachments: list[messages.Attachment],
+    recipient: str,
+    sender: str,
+) -> None:
+    """The delivery's fast path writes exactly what building the ``Message`` and flattening
+    it as ``smtplib`` does gives: any bodies, subjects, attachments and header lengths."""
+    from flask import Flask
+
+    rendered = messages.Rendered(subject, text, html, tuple(attachments))
+    now = datetime(2026, 3, 1, 9, 30)
+    app = Flask(__name__)
+    app.config["MAIL_DEFAULT_SENDER"] = sender
+    with app.app_context():
+        built = messages.build_email(_Row(), rendered, recipient, now, token="0123abcd")  # type: ignore[arg-type]
+        fast = messages.email_bytes(_Row(), rendered, recipient, now, token="0123abcd")  # type: ignore[arg-type]
+    assert fast == wire_format(built, "clinic@watchful.test", recipient)
