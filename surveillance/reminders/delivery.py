@@ -15,8 +15,9 @@ while the message goes out, so a reschedule committed at that moment waits for t
 rather than racing it.
 
 Messages go in batches, and one thread sends a batch while the main thread prepares the next
-(see "The run" below); a batch's outcomes are recorded before the next batch is sent, so a
-crash leaves at most one batch sent and not recorded.
+and records the one before (see "The run" below); the sending never runs more than one
+batch's worth of messages ahead of the recording, so a crash leaves at most that many sent
+and not recorded.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email.message import Message
+from queue import Queue
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -699,7 +701,9 @@ class _Batch:
     digests: list[int]
     now: datetime
     locks: Connection | None
-    sent: Future[list[_Outcome]] | None = None  # the sends' outcomes, once handed over
+    # Filled by the sending thread: each chunk's outcomes as it is sent, then ``None`` once
+    # the batch is sent, or the exception that ended the sending.
+    sent: Queue[list[_Outcome] | BaseException | None] = field(default_factory=Queue)
 
     def release(self) -> None:
         if self.locks is not None:
@@ -744,54 +748,72 @@ def _prepare_batch(
 
 
 def _finish_batch(
-    batch: _Batch, worker: str, transport: Transport, limits: Limits, result: DeliveryResult
+    batch: _Batch,
+    worker: str,
+    sending: _SendingThread,
+    limits: Limits,
+    result: DeliveryResult,
 ) -> None:
-    """Wait for the batch's sends, record its outcomes, release its events, then send its
-    digests (the sending thread has nothing in hand meanwhile)."""
-    assert batch.sent is not None
+    """Record the batch's outcomes, each chunk as soon as the sending thread has sent it,
+    release its events, then send its digests (``deliver_due`` makes sure the sending thread
+    has nothing in hand by then)."""
     try:
-        waiting_since = time.perf_counter()
-        sent = batch.sent.result()  # raises what the sending raised
-        result.waited_for_sending += time.perf_counter() - waiting_since
-        outcomes = batch.outcomes + sent
-        if outcomes:
-            _record(outcomes, worker, result)
+        if batch.outcomes:
+            _record(batch.outcomes, worker, result)
+        while True:
+            waiting_since = time.perf_counter()
+            sent = batch.sent.get()
+            result.waited_for_sending += time.perf_counter() - waiting_since
+            if sent is None:
+                break
+            if isinstance(sent, BaseException):
+                raise sent  # what the sending raised
+            _record(sent, worker, result)
+            sending.recorded()
     finally:
         batch.release()
     for message_id in batch.digests:
-        deliver_one(message_id, worker, transport, limits, result)
+        deliver_one(message_id, worker, sending.transport, limits, result)
 
 
 # --- The run: sending one batch while preparing the next --------------------------------------
 # Sending is an SMTP conversation: much of it is waiting for the server's replies, during which
-# the main thread can claim, check and render the next batch. So one thread sends a batch
-# while the main thread prepares the next. Over SMTP the conversation itself happens in a
-# child process (``sending``), and the thread waits on its pipe: smtplib needs the
-# interpreter after each of the server's four replies a message, and in a thread each of
-# those moments waited for the preparing thread to let go of the GIL (on the 2-core bench
-# machine that made a sending thread only 0-10 % faster than one step after the other; the
-# process keeps pace with SMTP alone). Other transports (the mail folder, tests') send from
-# the thread itself. What does not change:
+# the main thread can claim, check and render the next batch, and record the one before. So
+# one thread sends a batch while the main thread prepares the next. Over SMTP the
+# conversation itself happens in a child process (``sending``), and the thread waits on its
+# pipe: smtplib needs the interpreter after each of the server's four replies a message, and
+# in a thread each of those moments waited for the preparing thread to let go of the GIL
+# (on the 2-core bench machine that made a sending thread only 0-10 % faster than one step
+# after the other; the process keeps pace with SMTP alone). Other transports (the mail
+# folder, tests') send from the thread itself. What does not change:
 #
-# * At most one batch is sent and not yet recorded: batch N is recorded before batch N+1 is
-#   handed to the sending thread. A crash leaves no more to go out twice than before. (Batch
-#   N+1 is claimed by then, but claimed rows that were not sent only wait for their lease.)
-# * The sending thread does nothing but ``transport.send`` or hand the batch to the child
+# * At most one batch's worth of messages is sent and not yet recorded, whatever the timing:
+#   a batch is sent in ``CHUNKS`` chunks, the main thread records each chunk as soon as it is
+#   sent, and the sending thread starts a chunk only while fewer than ``CHUNKS`` sent chunks
+#   wait to be recorded (``_SendingThread.recorded``). A crash leaves no more to go out twice
+#   than one batch. Batch N+1 is handed over before batch N is recorded, so that the server
+#   is not kept waiting while the main thread records: a batch recorded only once whole, and
+#   the next handed over only then, kept the sending idle for a tenth of a run against a
+#   relay that takes 2 ms a message. (The rows of a batch claimed and not yet sent only wait
+#   for their lease.)
+# * The sending thread does nothing but ``transport.send`` or hand the chunk to the child
 #   (through ``_send``, which turns each reply into an outcome): no database, no Flask state.
 #   The main thread records the outcomes. Digests go out from the main thread, over the
-#   run's own transport, while the sending thread has nothing in hand.
-# * An exception in the sending thread comes back to the main thread with the batch's result
-#   (``Future.result``) and ends the run; an exception in the main thread stops the sending
-#   thread (and the child) after the message it is sending. Either way the transport is closed
+#   run's own transport, once the batches before are sent and before the next is handed over.
+# * An exception in the sending thread comes back to the main thread in the batch's queue
+#   of outcomes and ends the run; an exception in the main thread stops the sending thread
+#   (and the child) after the message it is sending. Either way the transport is closed
 #   after the thread has stopped and the child has ended. A child that dies ends the run like
 #   an exception in the sending thread.
 
+CHUNKS = 2
+
 
 class _SendingThread:
-    """One thread that sends batches, one at a time, over the run's transport. In a run with
-    many batches an SMTP transport's conversation happens in a child process (``sending``):
-    the thread then only waits on its pipe, and preparing the next batch does not compete
-    with smtplib for the interpreter."""
+    """One thread that sends batches, one after the other, over the run's transport. In a
+    run with many batches an SMTP transport's conversation happens in a child process
+    (``sending``): the thread then only waits on its pipe, and preparing the next batch does
+    not compete with smtplib for the interpreter."""
 
     def __init__(self, transport: Transport, sender: str, limits: Limits) -> None:
         self.transport, self.sender, self.limits = transport, sender, limits
@@ -800,16 +822,37 @@ class _SendingThread:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-send")
         self._stopping = threading.Event()
         self._process: SendingProcess | None = None
+        # A permit for each chunk that may be sent and not yet recorded.
+        self._unrecorded = threading.Semaphore(CHUNKS)
 
     def send(self, batch: _Batch, full: bool) -> _Batch:
-        """Hand ``batch`` over. ``full``: it was as large as a claim may be, so more are
-        likely to follow; only then is a child process worth its start (about half a second
-        of CPU): the usual run, a few messages a minute, sends from the thread."""
+        """Hand ``batch`` over: it is sent once the batches before it are. ``full``: it was
+        as large as a claim may be, so more are likely to follow; only then is a child
+        process worth its start (about half a second of CPU): the usual run, a few messages
+        a minute, sends from the thread."""
         if full and self._process is None and self.may_use_process:
             assert isinstance(self.transport, SmtpTransport)
             self._process = SendingProcess(self.transport)
-        batch.sent = self._pool.submit(self._send_all, batch.ready, batch.now)
+        self._pool.submit(self._send_batch, batch)
         return batch
+
+    def recorded(self) -> None:
+        """The main thread has recorded a sent chunk: another may be sent."""
+        self._unrecorded.release()
+
+    def _send_batch(self, batch: _Batch) -> None:
+        try:
+            size = max(-(-len(batch.ready) // CHUNKS), 1)  # rounded up
+            for start in range(0, len(batch.ready), size):
+                self._unrecorded.acquire()
+                if self._stopping.is_set():
+                    break  # the run failed: the rest of the batch keep their claim
+                batch.sent.put(self._send_all(batch.ready[start : start + size], batch.now))
+        except BaseException as exc:
+            self._stopping.set()  # the run ends: the batches handed over after this one too
+            batch.sent.put(exc)
+        else:
+            batch.sent.put(None)
 
     def _send_all(self, ready: list[_Prepared], now: datetime) -> list[_Outcome]:
         if self._process is not None and self._process.ready():
@@ -836,6 +879,7 @@ class _SendingThread:
     def stop(self) -> None:
         """Stop after the message being sent, wait for the thread, and end the child."""
         self._stopping.set()
+        self._unrecorded.release(CHUNKS)  # a thread waiting for a permit sees the stop
         if self._process is not None:
             self._process.stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -879,20 +923,27 @@ def deliver_due(
     # sent: the sending process (or thread) then only talks SMTP.
     wire_sender = sender if isinstance(transport, WireTransport) else None
     in_flight: _Batch | None = None  # with the sending thread, or sent and not yet recorded
-    ready: _Batch | None = None  # prepared, waiting for its turn
+    handed: _Batch | None = None  # handed over after it, while it is being recorded
+    ready: _Batch | None = None  # prepared, not yet handed over
     try:
         while should_continue() and (
             ids := claim(clock.utcnow(), worker, batch_size, limits.lease)
         ):
             ready = _prepare_batch(ids, worker, limits, result, wire_sender)
+            if in_flight is not None and in_flight.digests:
+                # Its digests go over the run's transport: not while the next batch is sent.
+                _finish_batch(in_flight, worker, sending, limits, result)
+                in_flight = None
+            handed, ready = sending.send(ready, full=len(ids) == batch_size), None
             if in_flight is not None:
-                _finish_batch(in_flight, worker, transport, limits, result)
-            in_flight, ready = sending.send(ready, full=len(ids) == batch_size), None
+                _finish_batch(in_flight, worker, sending, limits, result)
+            in_flight, handed = handed, None
         if in_flight is not None:
-            _finish_batch(in_flight, worker, transport, limits, result)
+            _finish_batch(in_flight, worker, sending, limits, result)
+            in_flight = None
     finally:
         sending.stop()
-        for batch in (in_flight, ready):
+        for batch in (in_flight, handed, ready):
             if batch is not None:
                 batch.release()  # if it was not recorded, its rows wait for their leases
         transport.close()

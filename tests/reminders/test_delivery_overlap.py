@@ -1,9 +1,10 @@
 """Delivery sends one batch on a thread of its own while the main thread claims and prepares the
-next (``delivery.deliver_due``). What must hold, against a real SMTP server (aiosmtpd): a batch
-is recorded before the next one is handed to the sending thread, so at any moment at most one
-batch is sent and not recorded; an error on either thread ends the run with that error, the
-sending thread stopped before the transport is closed; two workers never send a message twice;
-on PostgreSQL a batch's events stay ``FOR SHARE`` while it is sent."""
+next and records the one before (``delivery.deliver_due``). What must hold, against a real
+SMTP server (aiosmtpd): a batch is sent in chunks, each recorded as soon as it is sent, and the
+sending never runs more than one batch's worth of messages ahead of the recording, so at any
+moment at most that many are sent and not recorded; an error on either thread ends the run with
+that error, the sending thread stopped before the transport is closed; two workers never send a
+message twice; on PostgreSQL a batch's events stay ``FOR SHARE`` while it is sent."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 import time_machine
 from flask import Flask
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from surveillance.extensions import db
@@ -78,11 +79,12 @@ class Watched:
         return [message_id for what, message_id in self.log if what == "send"]
 
 
-def test_each_batch_is_recorded_before_the_next_is_sent_while_the_next_is_prepared(
+def test_at_most_a_batch_is_sent_and_not_recorded_while_the_next_is_prepared(
     clinic, smtp: MailServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    ids = queued(clinic, 5)
-    batches = [ids[0:2], ids[2:4], ids[4:5]]  # batch_size=2, in claiming order
+    ids = queued(clinic, 9)
+    batch_size = 4
+    batches = [ids[0:4], ids[4:8], ids[8:9]]  # in claiming order; sent in chunks of 2
     engine = db.engine
     claimed = [threading.Event() for _ in range(len(batches) + 1)]  # the last one finds none
     calls = iter(claimed)
@@ -94,44 +96,45 @@ def test_each_batch_is_recorded_before_the_next_is_sent_while_the_next_is_prepar
         return found
 
     monkeypatch.setattr(delivery, "claim", counting_claim)
-    handed: list[dict[str, str]] = []  # the statuses as each batch was handed over
-    hand_over = delivery._SendingThread.send
+    # The first batch's last chunk is recorded only once the second batch is being sent: the
+    # server is not kept waiting while the main thread records (it would wait here forever).
+    last_chunk_of_first = {r.id for r in rows() if r.message_id in ids[2:4]}
+    second_sending = threading.Event()
+    record = delivery._record
 
-    def watched_hand_over(self: delivery._SendingThread, batch: delivery._Batch, full: bool) -> Any:
-        handed.append(statuses(engine))
-        return hand_over(self, batch, full)
+    def slow_record(outcomes: list[Any], *args: Any) -> None:
+        if {o.message_id for o in outcomes} == last_chunk_of_first:
+            assert second_sending.wait(WAIT), "the next batch waited for the recording"
+        record(outcomes, *args)
 
-    monkeypatch.setattr(delivery._SendingThread, "send", watched_hand_over)
-    seen: dict[str, dict[str, str]] = {}  # the statuses as each message was sent
+    monkeypatch.setattr(delivery, "_record", slow_record)
+    unrecorded: list[list[str]] = []  # before each send: the messages sent and not recorded
 
     def before(message_id: str) -> None:
+        if message_id == ids[4]:
+            second_sending.set()
         number = next(i for i, batch in enumerate(batches) if message_id in batch)
         # The main thread claims (and prepares) the next batch while this one is sent.
         assert claimed[number + 1].wait(WAIT), "the next batch was not claimed meanwhile"
-        seen[message_id] = statuses(engine)
+        status = statuses(engine)
+        assert status[message_id] == OutboxStatus.SENDING
+        unrecorded.append([i for i in transport.sent() if status[i] != OutboxStatus.SENT])
 
     transport = Watched(smtp.port, before)
     with time_machine.travel(WINDOW_OPENS, tick=False):
-        result = delivery.deliver_due(transport=transport, batch_size=2)
-    assert result.sent == 5
+        result = delivery.deliver_due(transport=transport, batch_size=batch_size)
+    assert result.sent == 9
     assert transport.sent() == ids
     assert sorted(smtp.message_ids()) == sorted(ids)
     assert transport.log[-1] == ("close", "")
     assert transport.threads == {"outbox-send_0"}  # never the main thread
-    assert len(handed) == len(batches)
-    for number, (batch, status) in enumerate(zip(batches, handed, strict=True)):
-        # Handed over only once every earlier batch is recorded: at most one batch is ever
-        # sent and not recorded.
-        assert {status[i] for b in batches[:number] for i in b} <= {OutboxStatus.SENT}
-        assert {status[i] for i in batch} == {OutboxStatus.SENDING}
-    for number, batch in enumerate(batches):
-        for message_id in batch:
-            status = seen[message_id]
-            # This batch is recorded after all its messages are sent, not one by one.
-            assert {status[i] for i in batch} == {OutboxStatus.SENDING}
-            # The next batch is claimed already (and not sent: the order of sends is checked).
-            if number + 1 < len(batches):
-                assert {status[i] for i in batches[number + 1]} == {OutboxStatus.SENDING}
+    # Whatever the timing, a crash at any moment would have left at most one batch's worth
+    # sent and not recorded, this message included: the chunks two before it are recorded.
+    assert len(unrecorded) == 9
+    for number, (message_id, waiting) in enumerate(zip(ids, unrecorded, strict=True)):
+        assert len(waiting) + 1 <= batch_size, (message_id, waiting)
+        assert set(waiting) <= set(ids[max(number - 3, 0) : number])
+        assert not set(ids[: max(number // 2 * 2 - 2, 0)]) & set(waiting)  # chunk k-2 recorded
     assert {(r.status, r.attempts) for r in rows()} == {(OutboxStatus.SENT, 1)}
 
 
@@ -139,14 +142,14 @@ class Breaks(Exception):
     """Not a delivery failure: a bug, or the process being stopped."""
 
 
-def test_an_error_on_the_sending_thread_ends_the_run_with_one_batch_unrecorded(
+def test_an_error_on_the_sending_thread_ends_the_run_with_its_chunk_unrecorded(
     clinic, app: Flask, smtp: MailServer
 ) -> None:  # type: ignore[no-untyped-def]
-    ids = queued(clinic, 7)  # batches of 3: [0 1 2] [3 4 5] [6]
+    ids = queued(clinic, 7)  # batches of 3: [0 1 2] [3 4 5] [6], sent in chunks [3 4] [5]
 
     def before(message_id: str) -> None:
         if message_id == ids[5]:
-            raise Breaks("in the middle of the second batch")
+            raise Breaks("in the second chunk of the second batch")
 
     transport = Watched(smtp.port, before)
     with time_machine.travel(WINDOW_OPENS, tick=False):
@@ -157,22 +160,20 @@ def test_an_error_on_the_sending_thread_ends_the_run_with_one_batch_unrecorded(
     assert transport.sent() == ids[:5]
     assert transport.log[-1] == ("close", "")
     assert sorted(smtp.message_ids()) == sorted(ids[:5])
-    # The first batch is recorded; the second was partly sent and is not: it keeps its claim,
-    # as does the third, claimed and prepared meanwhile but never handed over.
-    assert [status[i] for i in ids] == [(OutboxStatus.SENT, 1)] * 3 + [
+    # The chunks sent before the error are recorded; the one it broke is not, nor the third
+    # batch, claimed, prepared and handed over meanwhile but never sent: they keep their claim.
+    assert [status[i] for i in ids] == [(OutboxStatus.SENT, 1)] * 5 + [
         (OutboxStatus.SENDING, 1)
-    ] * 4
-    # Once the leases run out the unrecorded rows go again: the two sent ones a second time,
-    # with the same Message-IDs (at least once), and nothing of the recorded batch.
+    ] * 2
+    # Once the leases run out the unrecorded rows go again, and nothing recorded does.
     lease = timedelta(seconds=app.config["REMINDER_LEASE_SECONDS"])
     with time_machine.travel(WINDOW_OPENS + lease + timedelta(seconds=1), tick=False):
-        assert delivery.deliver_due(batch_size=3).sent == 4
-    received = smtp.message_ids()
-    assert sorted(received) == sorted(ids + ids[3:5])
-    assert {(r.status, r.attempts) for r in rows() if r.message_id in ids[:3]} == {
+        assert delivery.deliver_due(batch_size=3).sent == 2
+    assert sorted(smtp.message_ids()) == sorted(ids)  # each once
+    assert {(r.status, r.attempts) for r in rows() if r.message_id in ids[:5]} == {
         (OutboxStatus.SENT, 1)
     }
-    assert {(r.status, r.attempts) for r in rows() if r.message_id in ids[3:]} == {
+    assert {(r.status, r.attempts) for r in rows() if r.message_id in ids[5:]} == {
         (OutboxStatus.SENT, 2)
     }
 
@@ -366,7 +367,7 @@ def test_a_child_that_dies_ends_the_run_and_its_batch_waits_for_its_lease(
         delivery.deliver_due(batch_size=2)
     db.session.rollback()
     by_id = {r.message_id: r.status for r in rows()}
-    assert [by_id[i] for i in ids[:2]] == [OutboxStatus.SENT] * 2  # recorded before handing on
+    assert [by_id[i] for i in ids[:2]] == [OutboxStatus.SENT] * 2  # recorded: sent before
     assert {by_id[i] for i in ids[2:]} == {OutboxStatus.SENDING}  # claimed, not recorded
     # Once the leases run out, the rest go: only the unrecorded batch's sent message twice.
     lease = app.config.get("REMINDER_LEASE_SECONDS", 600)
@@ -474,3 +475,46 @@ def test_the_wire_format_is_what_send_message_sends(smtp: MailServer) -> None:
     # An address that is not ASCII needs SMTPUTF8, which only ``send_message`` asks for.
     assert wire_format(email_, "clinic@watchful.test", "röbin@example.org") is None
     assert wire_format(email_, "klinik@wätchful.test", "robin@example.org") is None
+
+
+def test_a_digest_goes_out_between_batches_with_nothing_else_being_sent(
+    clinic, coordinator, smtp: MailServer
+) -> None:  # type: ignore[no-untyped-def]
+    """Digests go over the run's own transport from the main thread: only once the batches
+    before are sent and recorded, and before the next is handed to the sending thread."""
+    with time_machine.travel(ENROLLED, tick=False):
+        for _ in range(5):
+            patient(clinic)
+    with time_machine.travel(WINDOW_OPENS, tick=False):
+        queue()  # "time to book" for each, and the coordinator's daily digest
+    # (row id, Message-ID): plain values, read on the sending thread too.
+    (digest,) = [(r.id, r.message_id) for r in rows() if r.rule == "digest"]
+    reminders = [(r.id, r.message_id) for r in rows() if r.rule != "digest"]
+    # Claimed in batches of 2: [r0 r1] [r2 digest] [r3 r4].
+    due = {
+        row_id: WINDOW_OPENS - timedelta(minutes=30 - n) for n, (row_id, _) in enumerate(reminders)
+    }
+    due[digest[0]] = due[reminders[2][0]] + timedelta(seconds=30)
+    for row_id, at in due.items():
+        db.session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == row_id).values(next_attempt_at=at)
+        )
+    db.session.commit()
+    engine = db.engine
+    at_digest: dict[str, str] = {}
+
+    def before(message_id: str) -> None:
+        if message_id == digest[1]:
+            at_digest.update(statuses(engine))
+
+    transport = Watched(smtp.port, before)
+    with time_machine.travel(WINDOW_OPENS, tick=False):
+        result = delivery.deliver_due(transport=transport, batch_size=2)
+    assert result.sent == 6
+    order = [reminders[0], reminders[1], reminders[2], digest, reminders[3], reminders[4]]
+    assert transport.sent() == [message_id for _, message_id in order]
+    assert transport.threads == {"outbox-send_0", "MainThread"}
+    assert [at_digest[message_id] for _, message_id in reminders] == [OutboxStatus.SENT] * 3 + [
+        OutboxStatus.SENDING
+    ] * 2
+    assert sorted(smtp.message_ids()) == sorted(message_id for _, message_id in order)
