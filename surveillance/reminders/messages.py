@@ -261,15 +261,16 @@ def email_bytes(
     body = _multipart(
         alternative,
         [
-            _TEXT_HEAD["plain"] + _wire_lines(_qp(rendered.text)),
-            _TEXT_HEAD["html"] + _wire_lines(_qp(rendered.html)),
+            _TEXT_HEAD["plain"] + _wire_body(_qp(rendered.text, CRLF)),
+            _TEXT_HEAD["html"] + _wire_body(_qp(rendered.html, CRLF)),
         ],
     )
     kind, boundary = "alternative", alternative
     if rendered.attachments:
         parts = [_multipart_head("alternative", alternative) + body]
         parts += [
-            _attachment_head(a) + _wire_lines(_base64(a.content)) for a in rendered.attachments
+            _attachment_head(a) + _wire_body(_base64(a.content).replace("\n", CRLF))
+            for a in rendered.attachments
         ]
         body = _multipart(mixed, parts)
         kind, boundary = "mixed", mixed
@@ -277,13 +278,16 @@ def email_bytes(
     return head + body
 
 
-_LINE_ENDS = re.compile(r"\r\n|\r|\n")
+CRLF = "\r\n"
 _FROM_LINE = re.compile(r"^From ", re.MULTILINE)  # ``compat32`` generators quote such lines
 
 
-def _wire_lines(payload: str) -> bytes:
-    """An encoded part body as the generator writes it: "From " lines quoted, CRLF."""
-    return _LINE_ENDS.sub("\r\n", _FROM_LINE.sub(">From ", payload)).encode("ascii")
+def _wire_body(payload: str) -> bytes:
+    """An encoded part body whose lines end in CRLF already, as the generator writes it: a
+    line that starts "From " quoted (quoted-printable leaves such a line as it is)."""
+    if payload.startswith("From ") or "\nFrom " in payload:
+        payload = _FROM_LINE.sub(">From ", payload)
+    return payload.encode("ascii")
 
 
 def _multipart(boundary: str, parts: list[bytes]) -> bytes:
@@ -372,9 +376,11 @@ def text_part(text: str, subtype: str) -> Message:
     return part
 
 
-def _qp(text: str) -> str:
+def _qp(text: str, eol: str = "\n") -> str:
     # What ``Charset.body_encode`` does for QP: the UTF-8 bytes, one code point per byte.
-    return quoprimime.body_encode(text.encode("utf-8").decode("latin-1"))
+    # (The encoder splits the text into lines and ends each with ``eol``: the only line
+    # ends of an encoded body are its own, so CRLF there is the wire's CRLF directly.)
+    return quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), eol=eol)
 
 
 def _base64(content: bytes) -> str:
