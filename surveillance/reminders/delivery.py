@@ -30,7 +30,6 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email.message import Message
@@ -77,6 +76,10 @@ class DeliveryResult:
     # Seconds the run waited, with its next batch prepared, for the previous batch's sends:
     # how far the mail server (not the app) set the pace.
     waited_for_sending: float = 0.0
+
+    def add(self, other: DeliveryResult) -> None:
+        for name in ("sent", "retrying", "failed", "withdrawn", "lost_lease"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def __str__(self) -> str:
         return (
@@ -661,8 +664,16 @@ def _retry_or_fail_outcome(
 
 
 def _record(outcomes: list[_Outcome], worker: str, result: DeliveryResult) -> None:
-    """Every outcome of a batch in one transaction: one executemany UPDATE per kind of
-    outcome, each row only while this worker still holds its claim."""
+    """Outcomes recorded in the session's transaction (the main thread), then committed."""
+    _record_on(db.session.connection(), outcomes, worker, result)
+    db.session.commit()
+
+
+def _record_on(
+    conn: Connection, outcomes: list[_Outcome], worker: str, result: DeliveryResult
+) -> None:
+    """One executemany UPDATE per kind of outcome, each row only while this worker still
+    holds its claim, on ``conn`` (whose transaction the caller ends)."""
     table = OutboxMessage.__table__
     groups: dict[tuple[str, tuple[str, ...]], list[_Outcome]] = defaultdict(list)
     for outcome in outcomes:
@@ -685,10 +696,9 @@ def _record(outcomes: list[_Outcome], worker: str, result: DeliveryResult) -> No
             {"outbox_id": o.message_id, **{f"new_{k}": v for k, v in o.values.items()}}
             for o in members
         ]
-        recorded = db.session.execute(statement, params).rowcount
+        recorded = conn.execute(statement, params).rowcount
         setattr(result, counter, getattr(result, counter) + recorded)
         result.lost_lease += len(members) - recorded
-    db.session.commit()
 
 
 @dataclass
@@ -701,9 +711,9 @@ class _Batch:
     digests: list[int]
     now: datetime
     locks: Connection | None
-    # Filled by the sending thread: each chunk's outcomes as it is sent, then ``None`` once
-    # the batch is sent, or the exception that ended the sending.
-    sent: Queue[list[_Outcome] | BaseException | None] = field(default_factory=Queue)
+    # Filled by the sending thread: each chunk's counts once it is sent and recorded, then
+    # ``None`` once the whole batch is, or the exception that ended the sending.
+    sent: Queue[DeliveryResult | BaseException | None] = field(default_factory=Queue)
 
     def release(self) -> None:
         if self.locks is not None:
@@ -754,22 +764,21 @@ def _finish_batch(
     limits: Limits,
     result: DeliveryResult,
 ) -> None:
-    """Record the batch's outcomes, each chunk as soon as the sending thread has sent it,
-    release its events, then send its digests (``deliver_due`` makes sure the sending thread
-    has nothing in hand by then)."""
+    """Record what was decided without sending, wait until the sending thread has sent and
+    recorded the rest, release the batch's events, then send its digests (``deliver_due``
+    makes sure the sending thread has nothing in hand by then)."""
     try:
         if batch.outcomes:
             _record(batch.outcomes, worker, result)
         while True:
             waiting_since = time.perf_counter()
-            sent = batch.sent.get()
+            recorded = batch.sent.get()
             result.waited_for_sending += time.perf_counter() - waiting_since
-            if sent is None:
+            if recorded is None:
                 break
-            if isinstance(sent, BaseException):
-                raise sent  # what the sending raised
-            _record(sent, worker, result)
-            sending.recorded()
+            if isinstance(recorded, BaseException):
+                raise recorded  # what the sending (or its recording) raised
+            result.add(recorded)
     finally:
         batch.release()
     for message_id in batch.digests:
@@ -778,52 +787,62 @@ def _finish_batch(
 
 # --- The run: sending one batch while preparing the next --------------------------------------
 # Sending is an SMTP conversation: much of it is waiting for the server's replies, during which
-# the main thread can claim, check and render the next batch, and record the one before. So
-# one thread sends a batch while the main thread prepares the next. Over SMTP the
-# conversation itself happens in a child process (``sending``), and the thread waits on its
-# pipe: smtplib needs the interpreter after each of the server's four replies a message, and
-# in a thread each of those moments waited for the preparing thread to let go of the GIL
-# (on the 2-core bench machine that made a sending thread only 0-10 % faster than one step
-# after the other; the process keeps pace with SMTP alone). Other transports (the mail
-# folder, tests') send from the thread itself. What does not change:
+# the main thread can claim, check and render the next batch. So one thread sends the batches
+# while the main thread prepares them. Over SMTP the conversation itself happens in a child
+# process (``sending``), and the thread waits on its pipe: smtplib needs the interpreter
+# after each of the server's four replies a message, and in a thread each of those moments
+# waited for the preparing thread to let go of the GIL (on the 2-core bench machine that made
+# a sending thread only 0-10 % faster than one step after the other; the process keeps pace
+# with SMTP alone). Other transports (the mail folder, tests') send from the thread itself.
 #
-# * At most one batch's worth of messages is sent and not yet recorded, whatever the timing:
-#   a batch is sent in ``CHUNKS`` chunks, the main thread records each chunk as soon as it is
-#   sent, and the sending thread starts a chunk only while fewer than ``CHUNKS`` sent chunks
-#   wait to be recorded (``_SendingThread.recorded``). A crash leaves no more to go out twice
-#   than one batch. Batch N+1 is handed over before batch N is recorded, so that the server
-#   is not kept waiting while the main thread records: a batch recorded only once whole, and
-#   the next handed over only then, kept the sending idle for a tenth of a run against a
-#   relay that takes 2 ms a message. (The rows of a batch claimed and not yet sent only wait
-#   for their lease.)
-# * The sending thread does nothing but ``transport.send`` or hand the chunk to the child
-#   (through ``_send``, which turns each reply into an outcome): no database, no Flask state.
-#   The main thread records the outcomes. Digests go out from the main thread, over the
-#   run's own transport, once the batches before are sent and before the next is handed over.
-# * An exception in the sending thread comes back to the main thread in the batch's queue
-#   of outcomes and ends the run; an exception in the main thread stops the sending thread
-#   (and the child) after the message it is sending. Either way the transport is closed
-#   after the thread has stopped and the child has ended. A child that dies ends the run like
-#   an exception in the sending thread.
+# * At most two chunks of a batch (one batch's worth of messages) are sent and not yet
+#   recorded, whatever the timing: a batch goes in ``CHUNKS`` chunks, and the sending thread
+#   records each chunk's outcomes (on a database connection of its own) while the child
+#   sends the next chunk, the next batch's first chunk included. A crash leaves no more to
+#   go out twice than one batch. Recording there, rather than on the main thread between
+#   batches, keeps both the mail server and the main thread busy: recorded whole by the main
+#   thread, a batch kept the sending idle for a tenth of a run against a relay that takes
+#   2 ms a message, and the recording's round trips held up the preparing. Rows of a batch
+#   claimed and not yet sent only wait for their lease.
+# * The sending thread uses no Flask state and no session: it hands chunks to the child (or
+#   calls ``transport.send``), turns the replies into outcomes (``_send``) and records them
+#   with ``_record_on``. It tells the main thread each chunk's counts through the batch's
+#   queue, and ``None`` once the batch is recorded; the main thread then releases the
+#   batch's events. Digests go out from the main thread, over the run's own transport, once
+#   the batches before are recorded and before the next is handed over.
+# * An exception in the sending thread reaches the main thread through the queue of the
+#   batch it waits for, and ends the run; an exception in the main thread stops the sending
+#   thread (and the child) after the message it is sending, without recording more. Either
+#   way the transport is closed after the thread has stopped and the child has ended. A
+#   child that dies ends the run like an exception in the sending thread.
 
 CHUNKS = 2
 
 
-class _SendingThread:
-    """One thread that sends batches, one after the other, over the run's transport. In a
-    run with many batches an SMTP transport's conversation happens in a child process
-    (``sending``): the thread then only waits on its pipe, and preparing the next batch does
-    not compete with smtplib for the interpreter."""
+@dataclass
+class _Sent:
+    """A chunk of ``batch`` sent and not yet recorded; ``last``: the batch's last chunk."""
 
-    def __init__(self, transport: Transport, sender: str, limits: Limits) -> None:
-        self.transport, self.sender, self.limits = transport, sender, limits
+    batch: _Batch
+    outcomes: list[_Outcome]
+    last: bool
+
+
+class _SendingThread:
+    """One thread that sends the batches it is handed, in order, over the run's transport,
+    and records what it sent. In a run with many batches an SMTP transport's conversation
+    happens in a child process (``sending``): the thread then waits on its pipe or records,
+    and preparing the next batch does not compete with smtplib for the interpreter."""
+
+    def __init__(self, transport: Transport, sender: str, limits: Limits, worker: str) -> None:
+        self.transport, self.sender, self.limits, self.worker = transport, sender, limits, worker
+        self.engine = db.engine  # read here, in the app context: the thread has none
         # The exact class: a subclass's overrides (tests') must run here, in the thread.
         self.may_use_process = type(transport) is SmtpTransport
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-send")
+        self._batches: Queue[_Batch | None] = Queue()
         self._stopping = threading.Event()
         self._process: SendingProcess | None = None
-        # A permit for each chunk that may be sent and not yet recorded.
-        self._unrecorded = threading.Semaphore(CHUNKS)
+        self._thread: threading.Thread | None = None
 
     def send(self, batch: _Batch, full: bool) -> _Batch:
         """Hand ``batch`` over: it is sent once the batches before it are. ``full``: it was
@@ -833,56 +852,87 @@ class _SendingThread:
         if full and self._process is None and self.may_use_process:
             assert isinstance(self.transport, SmtpTransport)
             self._process = SendingProcess(self.transport)
-        self._pool.submit(self._send_batch, batch)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="outbox-send", daemon=True)
+            self._thread.start()
+        self._batches.put(batch)
         return batch
 
-    def recorded(self) -> None:
-        """The main thread has recorded a sent chunk: another may be sent."""
-        self._unrecorded.release()
-
-    def _send_batch(self, batch: _Batch) -> None:
+    def _run(self) -> None:
+        pending: _Sent | None = None
+        batch: _Batch | None = None
         try:
-            size = max(-(-len(batch.ready) // CHUNKS), 1)  # rounded up
-            for start in range(0, len(batch.ready), size):
-                self._unrecorded.acquire()
-                if self._stopping.is_set():
-                    break  # the run failed: the rest of the batch keep their claim
-                batch.sent.put(self._send_all(batch.ready[start : start + size], batch.now))
+            while True:
+                if pending is not None and self._batches.empty():
+                    self._record(pending)  # nothing to send meanwhile
+                    pending = None
+                batch = self._batches.get()
+                if batch is None or self._stopping.is_set():
+                    return
+                if not batch.ready:
+                    self._record(pending)
+                    pending = None
+                    batch.sent.put(None)
+                    continue
+                size = -(-len(batch.ready) // CHUNKS)  # rounded up
+                for start in range(0, len(batch.ready), size):
+                    if self._stopping.is_set():
+                        return  # the run failed: the rest keep their claim
+                    chunk = batch.ready[start : start + size]
+                    outcomes = self._send_chunk(chunk, batch.now, pending)
+                    pending = _Sent(batch, outcomes, last=start + size >= len(batch.ready))
         except BaseException as exc:
-            self._stopping.set()  # the run ends: the batches handed over after this one too
-            batch.sent.put(exc)
-        else:
-            batch.sent.put(None)
+            self._stopping.set()  # the run ends: no more is sent
+            # To whichever batch the main thread waits for: the oldest not yet recorded.
+            if pending is not None:
+                pending.batch.sent.put(exc)
+            if batch is not None and (pending is None or batch is not pending.batch):
+                batch.sent.put(exc)
 
-    def _send_all(self, ready: list[_Prepared], now: datetime) -> list[_Outcome]:
-        if self._process is not None and self._process.ready():
-            return self._send_from_process(ready, now, self._process)
+    def _send_chunk(
+        self, chunk: list[_Prepared], now: datetime, pending: _Sent | None
+    ) -> list[_Outcome]:
+        """Send ``chunk``, recording ``pending`` meanwhile if a child process sends."""
+        process = self._process
+        if process is None or not process.ready():
+            self._record(pending)
+            return self._send_here(chunk, now)
+        process.hand([(p.outgoing, self.sender, p.recipient) for p in chunk])
+        self._record(pending)
+        replies = process.replies()
+        # Fewer replies than messages: the child was told to stop; the rest keep their claim.
+        return [
+            _send(prepared, self.sender, _Replied(reply), self.limits, now)
+            for prepared, reply in zip(chunk, replies, strict=False)
+        ]
+
+    def _send_here(self, chunk: list[_Prepared], now: datetime) -> list[_Outcome]:
         outcomes = []
-        for prepared in ready:
+        for prepared in chunk:
             if self._stopping.is_set():
                 break  # the run failed: the rest of the batch keep their claim
             outcomes.append(_send(prepared, self.sender, self.transport, self.limits, now))
         return outcomes
 
-    def _send_from_process(
-        self, ready: list[_Prepared], now: datetime, process: SendingProcess
-    ) -> list[_Outcome]:
-        if self._stopping.is_set() or not ready:
-            return []
-        replies = process.send_all([(p.outgoing, self.sender, p.recipient) for p in ready])
-        # Fewer replies than messages: the child was told to stop; the rest keep their claim.
-        return [
-            _send(prepared, self.sender, _Replied(reply), self.limits, now)
-            for prepared, reply in zip(ready, replies, strict=False)
-        ]
+    def _record(self, sent: _Sent | None) -> None:
+        """Record a sent chunk, and tell the main thread (``None`` after a batch's last)."""
+        if sent is None:
+            return
+        counts = DeliveryResult()
+        with self.engine.begin() as conn:
+            _record_on(conn, sent.outcomes, self.worker, counts)
+        sent.batch.sent.put(counts)
+        if sent.last:
+            sent.batch.sent.put(None)
 
     def stop(self) -> None:
         """Stop after the message being sent, wait for the thread, and end the child."""
         self._stopping.set()
-        self._unrecorded.release(CHUNKS)  # a thread waiting for a permit sees the stop
         if self._process is not None:
             self._process.stop()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._thread is not None:
+            self._batches.put(None)
+            self._thread.join()
         if self._process is not None:
             self._process.close()
 
@@ -918,7 +968,7 @@ def deliver_due(
     fail_exhausted(clock.utcnow(), limits.max_attempts)
     transport = transport or from_config(current_app.config, current_app.instance_path)
     sender = str(current_app.config.get("MAIL_DEFAULT_SENDER") or "watchful@localhost")
-    sending = _SendingThread(transport, sender, limits)
+    sending = _SendingThread(transport, sender, limits, worker)
     # Over SMTP each email is made as the bytes SMTP sends, while the previous batch is
     # sent: the sending process (or thread) then only talks SMTP.
     wire_sender = sender if isinstance(transport, WireTransport) else None

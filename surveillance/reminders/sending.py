@@ -82,13 +82,17 @@ class SendingProcess:
             self._ready = True
         return self._ready
 
-    def send_all(self, batch: list[Outgoing]) -> list[DeliveryError | None]:
-        """One reply per message sent, in order; fewer than ``batch`` if the child was told
-        to stop. Raises ``SendingProcessDied`` if the child is gone."""
+    def hand(self, batch: list[Outgoing]) -> None:
+        """Give the child ``batch`` to send (it starts at once); ``replies`` waits for its
+        answer. Raises ``SendingProcessDied`` if the child is gone."""
         try:
             self._pipe.send(batch)
         except OSError as exc:
             self._died(exc)
+
+    def replies(self) -> list[DeliveryError | None]:
+        """One reply per message of the batch handed over that was sent, in order; fewer if
+        the child was told to stop. Raises ``SendingProcessDied`` if the child is gone."""
         replies: list[DeliveryError | None] = self._receive()
         return replies
 

@@ -96,23 +96,9 @@ def test_at_most_a_batch_is_sent_and_not_recorded_while_the_next_is_prepared(
         return found
 
     monkeypatch.setattr(delivery, "claim", counting_claim)
-    # The first batch's last chunk is recorded only once the second batch is being sent: the
-    # server is not kept waiting while the main thread records (it would wait here forever).
-    last_chunk_of_first = {r.id for r in rows() if r.message_id in ids[2:4]}
-    second_sending = threading.Event()
-    record = delivery._record
-
-    def slow_record(outcomes: list[Any], *args: Any) -> None:
-        if {o.message_id for o in outcomes} == last_chunk_of_first:
-            assert second_sending.wait(WAIT), "the next batch waited for the recording"
-        record(outcomes, *args)
-
-    monkeypatch.setattr(delivery, "_record", slow_record)
     unrecorded: list[list[str]] = []  # before each send: the messages sent and not recorded
 
     def before(message_id: str) -> None:
-        if message_id == ids[4]:
-            second_sending.set()
         number = next(i for i, batch in enumerate(batches) if message_id in batch)
         # The main thread claims (and prepares) the next batch while this one is sent.
         assert claimed[number + 1].wait(WAIT), "the next batch was not claimed meanwhile"
@@ -127,7 +113,7 @@ def test_at_most_a_batch_is_sent_and_not_recorded_while_the_next_is_prepared(
     assert transport.sent() == ids
     assert sorted(smtp.message_ids()) == sorted(ids)
     assert transport.log[-1] == ("close", "")
-    assert transport.threads == {"outbox-send_0"}  # never the main thread
+    assert transport.threads == {"outbox-send"}  # never the main thread
     # Whatever the timing, a crash at any moment would have left at most one batch's worth
     # sent and not recorded, this message included: the chunks two before it are recorded.
     assert len(unrecorded) == 9
@@ -212,8 +198,14 @@ def test_an_error_on_the_main_thread_stops_the_sending_thread_before_the_transpo
     assert [what for what, _ in transport.log].count("close") == 1
     assert 1 <= len(transport.sent()) <= 3 and set(transport.sent()) <= set(ids[:3])
     assert not [t for t in threading.enumerate() if t.name.startswith("outbox-send")]
-    # Nothing was recorded: the first batch (sent, or partly) and the second keep their claims.
-    assert [status[i] for i in ids] == [OutboxStatus.SENDING] * 6 + [OutboxStatus.QUEUED]
+    # Recorded: what the sending thread had sent and recorded by the time it stopped (it
+    # records no more once stopped); the rest of the first batch and the second keep their
+    # claims; the third was never claimed.
+    sent = transport.sent()
+    recorded = [i for i in ids if status[i] == OutboxStatus.SENT]
+    assert recorded == sent[: len(recorded)] and len(recorded) <= 2  # a chunk at most
+    assert {status[i] for i in ids[:6] if i not in recorded} == {OutboxStatus.SENDING}
+    assert status[ids[6]] == OutboxStatus.QUEUED
 
 
 def test_two_workers_at_once_never_send_a_message_twice(
@@ -295,7 +287,7 @@ class Children:
         self.started: list[sending.SendingProcess] = []
         self.sent = 0
         self.kinds: set[type] = set()  # of the messages handed to them
-        start, send_all = sending.SendingProcess.__init__, sending.SendingProcess.send_all
+        start, hand = sending.SendingProcess.__init__, sending.SendingProcess.hand
 
         def starting(process: sending.SendingProcess, transport: SmtpTransport) -> None:
             start(process, transport)
@@ -303,13 +295,13 @@ class Children:
             assert process._pipe.poll(WAIT), "the child did not start"
             assert process.ready()
 
-        def sending_all(process: sending.SendingProcess, batch: list[Any]) -> Any:
+        def handing(process: sending.SendingProcess, batch: list[Any]) -> None:
             self.sent += len(batch)
             self.kinds.update(type(message) for message, _, _ in batch)
-            return send_all(process, batch)
+            hand(process, batch)
 
         monkeypatch.setattr(sending.SendingProcess, "__init__", starting)
-        monkeypatch.setattr(sending.SendingProcess, "send_all", sending_all)
+        monkeypatch.setattr(sending.SendingProcess, "hand", handing)
 
 
 def test_smtp_is_spoken_from_a_child_process_that_ends_with_the_run(
@@ -513,8 +505,50 @@ def test_a_digest_goes_out_between_batches_with_nothing_else_being_sent(
     assert result.sent == 6
     order = [reminders[0], reminders[1], reminders[2], digest, reminders[3], reminders[4]]
     assert transport.sent() == [message_id for _, message_id in order]
-    assert transport.threads == {"outbox-send_0", "MainThread"}
+    assert transport.threads == {"outbox-send", "MainThread"}
     assert [at_digest[message_id] for _, message_id in reminders] == [OutboxStatus.SENT] * 3 + [
         OutboxStatus.SENDING
     ] * 2
     assert sorted(smtp.message_ids()) == sorted(message_id for _, message_id in order)
+
+
+def test_over_smtp_the_next_chunk_is_sent_while_the_last_is_recorded(
+    clinic, smtp: MailServer, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """With a sending process the mail server is never kept waiting for the recording: the
+    first batch's last chunk is recorded only once the server has the second batch's first
+    message (recorded one after the other, this would wait forever). And at each message
+    the server receives, at most one batch's worth is sent and not recorded."""
+    ids = queued(clinic, 9)
+    batch_size = 4  # [0-3] [4-7] [8], each sent in chunks of 2 by the child
+    Children(monkeypatch)
+    row_of = {r.message_id: r.id for r in rows()}
+    second_batch_arrived = threading.Event()
+    record_on = delivery._record_on
+
+    def slow_record_on(conn: Any, outcomes: list[Any], *args: Any) -> None:
+        if {o.message_id for o in outcomes} == {row_of[i] for i in ids[2:4]}:
+            assert second_batch_arrived.wait(WAIT), "the next chunk waited for the recording"
+        record_on(conn, outcomes, *args)
+
+    monkeypatch.setattr(delivery, "_record_on", slow_record_on)
+    engine = db.engine
+    unrecorded: list[int] = []  # at each message received: how many sent are not recorded
+    accept = smtp.recorder.handle_DATA
+
+    async def watching(server, session, envelope):  # type: ignore[no-untyped-def]
+        reply = await accept(server, session, envelope)
+        received = smtp.message_ids()
+        status = statuses(engine)
+        unrecorded.append(sum(status[i] != OutboxStatus.SENT for i in received))
+        if ids[4] in received:
+            second_batch_arrived.set()
+        return reply
+
+    smtp.recorder.handle_DATA = watching  # type: ignore[method-assign]
+    with time_machine.travel(WINDOW_OPENS, tick=False):
+        result = delivery.deliver_due(batch_size=batch_size)
+    assert result.sent == 9
+    assert sorted(smtp.message_ids()) == sorted(ids)
+    assert len(unrecorded) == 9 and max(unrecorded) <= batch_size
+    assert {(r.status, r.attempts) for r in rows()} == {(OutboxStatus.SENT, 1)}
