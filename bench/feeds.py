@@ -4,7 +4,8 @@
 
 Starts the real app with ``gunicorn -c python:surveillance.gunicorn_conf`` on 127.0.0.1, and
 then, with the same gunicorn settings, ``bench/baseline_app.py``: a bare WSGI app that answers
-the same URLs with pre-rendered bytes of the same sizes from memory. wrk (``bench/feed.lua``)
+the same URLs with the app's own answers pre-rendered in memory: the same status lines and
+headers (sampled from the app) and bodies of the same sizes. wrk (``bench/feed.lua``)
 rotates over many patients' feed URLs, for full ``200`` answers and for ``304`` revalidations
 (If-None-Match with each feed's ETag). Two URL sets: "hot" (fewer patients than the feed cache
 holds, the steady state of polling calendars) and "cold" (more patients than the cache holds,
@@ -129,6 +130,30 @@ def fetch_all(server: Gunicorn, paths: list[str]) -> list[tuple[str, str, int]]:
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         return list(pool.map(one, paths))
+
+
+# Added by gunicorn to every answer, the baseline's too.
+_SERVER_HEADERS = {"date", "server", "connection", "transfer-encoding"}
+
+
+def sample_answers(server: Gunicorn, path: str, etag: str) -> dict[str, Any]:
+    """The app's status line and headers for a ``200`` and for a ``304`` of one feed, for the
+    baseline to answer with the same (each feed's own ETag and length put in)."""
+
+    def answer(headers: dict[str, str]) -> dict[str, Any]:
+        request = urllib.request.Request(server.url(path), headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, reason, got = response.status, response.reason, response.headers
+                response.read()
+        except urllib.error.HTTPError as error:  # urllib's view of a 304
+            status, reason, got = error.code, error.reason, error.headers
+        return {
+            "status": f"{status} {reason}",
+            "headers": [(n, v) for n, v in got.items() if n.lower() not in _SERVER_HEADERS],
+        }
+
+    return {"200": answer({}), "304": answer({"If-None-Match": etag})}
 
 
 def wrk(server: Gunicorn, urls_file: Path, mode: str, seconds: int, args: Any) -> dict[str, Any]:
@@ -256,7 +281,16 @@ def main() -> None:
         result["feed_bytes"] = {"median": sizes[len(sizes) // 2], "max": sizes[-1]}
         baseline_file = work / "baseline.tsv"
         baseline_file.write_text("".join(f"{p}\t{e}\t{s}\n" for p, e, s in hot + cold))
-        base_env = {**env, "WATCHFUL_BASELINE": str(baseline_file), "PYTHONPATH": str(common.ROOT)}
+        answers = sample_answers(server, *hot[0][:2])
+        result["answers"] = {kind: len(answer["headers"]) for kind, answer in answers.items()}
+        headers_file = work / "baseline-headers.json"
+        headers_file.write_text(json.dumps(answers))
+        base_env = {
+            **env,
+            "WATCHFUL_BASELINE": str(baseline_file),
+            "WATCHFUL_BASELINE_HEADERS": str(headers_file),
+            "PYTHONPATH": str(common.ROOT),
+        }
         # Both servers stay up (an idle sync worker costs nothing) and their runs alternate,
         # round after round, so that a change in the machine's load falls on both alike.
         baseline = Gunicorn("bench.baseline_app:app", base_env, hot_paths[0])

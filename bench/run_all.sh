@@ -23,6 +23,8 @@ step worklists-sqlite; $PY bench/worklists.py "$SQLITE" > "$OUT/worklists-sqlite
 step worklists-postgresql; $PY bench/worklists.py "$PG/watchful_bench" > "$OUT/worklists-postgresql.json"
 step feeds-sqlite; $PY bench/feeds.py "$SQLITE" > "$OUT/feeds-sqlite.json"
 step feeds-postgresql; $PY bench/feeds.py "$PG/watchful_bench" > "$OUT/feeds-postgresql.json"
+step feed-wsgi-sqlite; $PY bench/feed_wsgi.py "$SQLITE" > "$OUT/feed-wsgi-sqlite.json"
+step feed-wsgi-postgresql; $PY bench/feed_wsgi.py "$PG/watchful_bench" > "$OUT/feed-wsgi-postgresql.json"
 step jobs-sqlite; cp "$SQLITE" /tmp/watchful-bench-jobs.sqlite3
 $PY bench/jobs.py /tmp/watchful-bench-jobs.sqlite3 > "$OUT/jobs-sqlite.json"
 step jobs-postgresql

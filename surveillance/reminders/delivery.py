@@ -73,8 +73,8 @@ class DeliveryResult:
     failed: int = 0
     withdrawn: int = 0
     lost_lease: int = 0
-    # Seconds the run waited, with its next batch prepared, for the previous batch's sends:
-    # how far the mail server (not the app) set the pace.
+    # Seconds the main thread waited, with the next batch handed over, for the batch before
+    # to be sent and recorded: how far the mail server (not the app) set the pace.
     waited_for_sending: float = 0.0
 
     def add(self, other: DeliveryResult) -> None:
