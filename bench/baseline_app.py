@@ -4,7 +4,11 @@ sampled from the app by ``feeds.py``), each feed's ETag, and a body of each feed
 ``304`` for a matching If-None-Match). Served by the same gunicorn configuration as the real
 app, so the difference is the app's work to find the answer, not the bytes it sends. Reads
 ``WATCHFUL_BASELINE`` (path<TAB>etag<TAB>size lines) and ``WATCHFUL_BASELINE_HEADERS`` (JSON:
-the app's status line and headers of a ``200`` and of a ``304``)."""
+the app's status line and headers of a ``200`` and of a ``304``). With
+``WATCHFUL_BASELINE_LOADS_APP`` set (``feeds.py --baseline-loads-app``) each worker also
+builds the real app and never calls it: the same process image as the app's workers, so the
+difference is only the work of answering.
+"""
 
 from __future__ import annotations
 
@@ -49,3 +53,9 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         return []
     start_response(*ok)
     return [body]
+
+
+if os.environ.get("WATCHFUL_BASELINE_LOADS_APP"):
+    from surveillance import create_app
+
+    _LOADED_NOT_USED = create_app()

@@ -241,6 +241,12 @@ def main() -> None:
     # wrk's threads share the cores differently from run to run), for the app and the
     # baseline alike; with 5 rounds one such run on each side leaves both medians alone.
     parser.add_argument(
+        "--baseline-loads-app",
+        action="store_true",
+        help="each baseline worker also builds the real app (never calling it): the app's "
+        "process image, so that the ratio is the work of answering alone",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=5, help="alternating app/baseline runs of each hot mode"
     )
     parser.add_argument(
@@ -283,12 +289,14 @@ def main() -> None:
         baseline_file.write_text("".join(f"{p}\t{e}\t{s}\n" for p, e, s in hot + cold))
         answers = sample_answers(server, *hot[0][:2])
         result["answers"] = {kind: len(answer["headers"]) for kind, answer in answers.items()}
+        result["baseline_loads_app"] = args.baseline_loads_app
         headers_file = work / "baseline-headers.json"
         headers_file.write_text(json.dumps(answers))
         base_env = {
             **env,
             "WATCHFUL_BASELINE": str(baseline_file),
             "WATCHFUL_BASELINE_HEADERS": str(headers_file),
+            **({"WATCHFUL_BASELINE_LOADS_APP": "1"} if args.baseline_loads_app else {}),
             "PYTHONPATH": str(common.ROOT),
         }
         # Both servers stay up (an idle sync worker costs nothing) and their runs alternate,
