@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from email.message import Message
 from zoneinfo import ZoneInfo
 
+from flask import Flask
 from sqlalchemy import select
 
 from surveillance import clock
 from surveillance.extensions import db
 from surveillance.models import Clinic, OutboxMessage, Patient, PlanEvent
-from surveillance.reminders import delivery, outbox
+from surveillance.reminders import delivery, messages, outbox
 from surveillance.services import plans
 from tests import factories
 
@@ -53,3 +55,15 @@ def local(year: int, month: int, day: int, hour: int = 9, minute: int = 0) -> da
 
 def day(text: str) -> date:
     return date.fromisoformat(text)
+
+
+class SampleRow:
+    """What ``messages.build_email`` reads of an outbox row, for tests of the MIME alone."""
+
+    message_id = "<reminder-0123@watchful.example.org>"
+
+
+def sample_email(rendered: messages.Rendered, recipient: str = "robin@example.org") -> Message:
+    """``rendered`` built into its MIME message, outside any app (the default sender)."""
+    with Flask(__name__).app_context():
+        return messages.build_email(SampleRow(), rendered, recipient, datetime(2026, 3, 1))  # type: ignore[arg-type]

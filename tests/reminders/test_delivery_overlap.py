@@ -28,7 +28,7 @@ from surveillance.models import OutboxMessage, OutboxStatus
 from surveillance.reminders import delivery, messages, sending
 from surveillance.reminders.transport import SmtpTransport, wire_format
 from tests.reminders.conftest import MailServer
-from tests.reminders.helpers import patient, queue, rows
+from tests.reminders.helpers import patient, queue, rows, sample_email
 
 ENROLLED = "2026-01-05 17:00:00+00:00"
 WINDOW_OPENS = datetime(2026, 3, 15, 15, tzinfo=UTC)  # every patient's "time to book" is due
@@ -449,12 +449,7 @@ def test_the_wire_format_is_what_send_message_sends(smtp: MailServer) -> None:
         html="<p>Hello</p>\n" * 40,
         attachments=(messages.Attachment("appointment.ics", b"BEGIN:VCALENDAR\r\n" * 20),),
     )
-
-    class Row:
-        message_id = "<reminder-0123@watchful.example.org>"
-
-    with Flask(__name__).app_context():
-        email_ = messages.build_email(Row(), rendered, "robin@example.org", datetime(2026, 3, 1))  # type: ignore[arg-type]
+    email_ = sample_email(rendered)
     wire = wire_format(email_, "clinic@watchful.test", "robin@example.org")
     assert wire is not None
     with SmtpTransport("127.0.0.1", smtp.port) as transport:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from surveillance.reminders import messages
 from surveillance.reminders.transport import wire_format
+from tests.reminders.helpers import SampleRow, sample_email
 
 # Any text a template can give (a lone surrogate cannot be encoded at all, by either).
 TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=3000) | st.text(
@@ -101,14 +102,7 @@ def test_a_reminder_flattens_as_with_compat32_and_its_boundaries_are_not_in_the_
         html="<p>Hello</p>\n" * 50,
         attachments=(messages.Attachment("appointment.ics", b"BEGIN:VCALENDAR\r\n" * 30),),
     )
-
-    class Row:
-        message_id = "<reminder-0123@watchful.example.org>"
-
-    from flask import Flask
-
-    with Flask(__name__).app_context():
-        email_ = messages.build_email(Row(), rendered, "robin@example.org", datetime(2026, 3, 1))  # type: ignore[arg-type]
+    email_ = sample_email(rendered)
     ours = email_.as_bytes(policy=messages.POLICY.clone(linesep="\r\n"))
     assert ours == email_.as_bytes(policy=compat32.clone(linesep="\r\n"))
     boundaries = [part.get_boundary() for part in email_.walk() if part.is_multipart()]
@@ -143,10 +137,6 @@ def test_email_templates_use_none_of_the_apps_globals(app) -> None:  # type: ign
         # Parsed where there are no globals: every name a template reads is listed.
         used = meta.find_undeclared_variables(emails.parse(source))
         assert not used & set(environment.globals), name
-
-
-class _Row:
-    message_id = "<reminder-0123@watchful.example.org>"
 
 
 # Whole lines, including those the generator treats specially ("From " quoted, a lone dot).
@@ -201,6 +191,6 @@ def test_email_bytes_are_the_flattened_message_to_the_byte(
     app = Flask(__name__)
     app.config["MAIL_DEFAULT_SENDER"] = sender
     with app.app_context():
-        built = messages.build_email(_Row(), rendered, recipient, now, token="0123abcd")  # type: ignore[arg-type]
-        fast = messages.email_bytes(_Row(), rendered, recipient, now, token="0123abcd")  # type: ignore[arg-type]
+        built = messages.build_email(SampleRow(), rendered, recipient, now, token="0123abcd")  # type: ignore[arg-type]
+        fast = messages.email_bytes(SampleRow(), rendered, recipient, now, token="0123abcd")  # type: ignore[arg-type]
     assert fast == wire_format(built, "clinic@watchful.test", recipient)
