@@ -944,11 +944,14 @@ class _Replied:
         self.reply = reply
 
     def send(self, message: Message, sender: str, recipient: str) -> None:
-        if self.reply is not None:
-            raise self.reply
+        self._replay()
 
     def send_wire(self, data: bytes, sender: str, recipient: str) -> None:
-        self.send(Message(), sender, recipient)
+        self._replay()
+
+    def _replay(self) -> None:
+        if self.reply is not None:
+            raise self.reply
 
     def close(self) -> None:
         return None
