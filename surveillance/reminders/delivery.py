@@ -713,7 +713,7 @@ class _Batch:
     locks: Connection | None
     # Filled by the sending thread: each chunk's counts once it is sent and recorded, then
     # ``None`` once the whole batch is, or the exception that ended the sending.
-    sent: Queue[DeliveryResult | BaseException | None] = field(default_factory=Queue)
+    recorded: Queue[DeliveryResult | BaseException | None] = field(default_factory=Queue)
 
     def release(self) -> None:
         if self.locks is not None:
@@ -772,7 +772,7 @@ def _finish_batch(
             _record(batch.outcomes, worker, result)
         while True:
             waiting_since = time.perf_counter()
-            recorded = batch.sent.get()
+            recorded = batch.recorded.get()
             result.waited_for_sending += time.perf_counter() - waiting_since
             if recorded is None:
                 break
@@ -872,7 +872,7 @@ class _SendingThread:
                 if not batch.ready:
                     self._record(pending)
                     pending = None
-                    batch.sent.put(None)
+                    batch.recorded.put(None)
                     continue
                 size = -(-len(batch.ready) // CHUNKS)  # rounded up
                 for start in range(0, len(batch.ready), size):
@@ -885,9 +885,9 @@ class _SendingThread:
             self._stopping.set()  # the run ends: no more is sent
             # To whichever batch the main thread waits for: the oldest not yet recorded.
             if pending is not None:
-                pending.batch.sent.put(exc)
+                pending.batch.recorded.put(exc)
             if batch is not None and (pending is None or batch is not pending.batch):
-                batch.sent.put(exc)
+                batch.recorded.put(exc)
 
     def _send_chunk(
         self, chunk: list[_Prepared], now: datetime, pending: _Sent | None
@@ -921,9 +921,9 @@ class _SendingThread:
         counts = DeliveryResult()
         with self.engine.begin() as conn:
             _record_on(conn, sent.outcomes, self.worker, counts)
-        sent.batch.sent.put(counts)
+        sent.batch.recorded.put(counts)
         if sent.last:
-            sent.batch.sent.put(None)
+            sent.batch.recorded.put(None)
 
     def stop(self) -> None:
         """Stop after the message being sent, wait for the thread, and end the child."""

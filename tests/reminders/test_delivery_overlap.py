@@ -440,9 +440,9 @@ def test_the_child_gets_every_setting_of_the_transport() -> None:
 
 
 def test_the_wire_format_is_what_send_message_sends(smtp: MailServer) -> None:
-    """The child sends each message as ``wire_format`` made it: the same bytes reach the
-    server as through ``send_message``, so moving the flattening out of the child changes
-    nothing on the wire."""
+    """``wire_format`` (the reference ``messages.email_bytes`` is held to) is what
+    ``send_message`` puts on the wire: sent with ``send_wire``, the same bytes reach the
+    server, so making the bytes outside the child changes nothing on the wire."""
     rendered = messages.Rendered(
         subject="Réminder: your appointment on Thu Mar 26 at 10:15 AM " + "x" * 60,
         text="Hello Robin,\n.\n.leading dot\n" + "é" * 100 + "\n",
