@@ -486,6 +486,32 @@ def test_a_forked_child_leaves_its_parents_connection_open(  # type: ignore[no-u
     assert (lookup.connections_opened, fast.answered) == (opened, answered + 1)
 
 
+def test_a_forked_child_polls_on_a_connection_of_its_own(  # type: ignore[no-untyped-def]
+    client, api, fast
+) -> None:
+    """The child never sends a statement on the connection it inherited (on PostgreSQL two
+    processes would talk over one socket): its first poll opens its own."""
+    path = path_of(enrol(api))
+    etag = client.get(path).headers["ETag"]
+    lookup = fast.lookup
+    assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+    (inherited,) = lookup._open
+    opened = lookup.connections_opened
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            answered = client.get(path, headers={"If-None-Match": etag}).status_code == 304
+            own = [connection for connection in lookup._open if connection is not inherited]
+            if answered and lookup.connections_opened == opened + 1 and len(own) == 1:
+                status = 0
+        finally:
+            os._exit(status)
+    assert os.waitpid(child, 0)[1] == 0
+    assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+    assert lookup.connections_opened == opened and set(lookup._open) == {inherited}
+
+
 def test_a_broken_connection_is_replaced_and_the_poll_still_answered(  # type: ignore[no-untyped-def]
     client, api, fast
 ) -> None:

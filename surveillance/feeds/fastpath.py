@@ -46,8 +46,10 @@ from surveillance.feeds.rowtable import (
     DEFAULT_ROWS,
     Row,
     RowTable,
+    WalIndexWatch,
     catch_up,
     listen,
+    wal_index_watch,
 )
 from surveillance.feeds.views import CALENDAR_TYPE, PRIVATE_HEADERS
 from surveillance.http import HSTS, SECURITY_HEADERS
@@ -64,6 +66,22 @@ _PATH = re.compile(r"^/calendar/([A-Za-z0-9_-]{16,128})\.ics$")
 OK, NOT_MODIFIED = "200 OK", "304 NOT MODIFIED"
 
 StartResponse = Callable[..., Any]
+
+
+class _Process:
+    """This process's id, renewed in a forked child. ``os.getpid()`` is a system call each
+    time (glibc no longer caches it), and every poll asked it, for a value that changes only
+    at a fork: one of the four system calls the fast path added to gunicorn's 17 or so for a
+    ``304`` (the other three are SQLite's, for ``PRAGMA data_version``)."""
+
+    pid = os.getpid()
+
+    @classmethod
+    def renew(cls) -> None:
+        cls.pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_Process.renew)
 
 
 def _tail(secure: bool) -> tuple[tuple[str, str], ...]:
@@ -104,7 +122,9 @@ class PatientLookup:
     capacity and recheck interval), valid while the database reports no change: on
     PostgreSQL it ``LISTEN``s for the triggers' notifications, so that most polls need no
     round trip at all; on SQLite ``PRAGMA data_version`` (cheaper than the lookup) says
-    whether anyone has committed since. The table lives and dies with its connection."""
+    whether anyone has committed since, asked only when the wal-index header in shared memory
+    has moved (``rowtable.WalIndexWatch``), so that most polls run no statement at all.
+    The table lives and dies with its connection."""
 
     def __init__(self, engine: Engine, row_table: tuple[int, float] | None = None) -> None:
         dialect = engine.dialect
@@ -140,14 +160,16 @@ class PatientLookup:
         event.listen(engine, "engine_disposed", self._close_all)
 
     def row(self, hashed: str) -> Row | None:
-        connection, table = self._connection()
+        connection, table, watch = self._connection()
         driver: Any = connection.dbapi_connection  # a detached wrapper has no driver_connection
         try:
             if table is not None:
                 if self.notified:
                     catch_up(driver)
-                else:
+                elif watch is None or watch.changed():
                     table.observe(_data_version(driver))
+                else:
+                    table.unchanged()
                 remembered = table.get(hashed)
                 if remembered is not None:
                     return remembered
@@ -191,12 +213,14 @@ class PatientLookup:
             return f"{value[:10]}T{value[11:]}+00:00"
         return validators.stamp(self.to_datetime(value))
 
-    def _connection(self) -> tuple[PoolProxiedConnection, RowTable | None]:
+    def _connection(
+        self,
+    ) -> tuple[PoolProxiedConnection, RowTable | None, WalIndexWatch | None]:
         held = getattr(self._local, "held", None)
         if held is not None:
-            generation, pid, connection, table = held
-            if generation == self._generation and pid == os.getpid():
-                return connection, table
+            generation, pid, connection, table, watch = held
+            if generation == self._generation and pid == _Process.pid:
+                return connection, table, watch
             self._discard(connection)  # after a fork: forgotten, left open for the parent
         connection = self.engine.raw_connection()
         try:
@@ -204,27 +228,28 @@ class PatientLookup:
             connection.detach()
             if self.needs_autocommit:
                 connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
-            table = self._listening_table(connection.dbapi_connection)
+            table, watch = self._listening_table(connection.dbapi_connection)
         except Exception:
             connection.close()
             raise
         with self._lock:
-            self._open[connection] = os.getpid()
+            self._open[connection] = _Process.pid
             generation = self._generation
             self.connections_opened += 1
-        self._local.held = (generation, os.getpid(), connection, table)
-        return connection, table
+        self._local.held = (generation, _Process.pid, connection, table, watch)
+        return connection, table, watch
 
-    def _listening_table(self, driver: Any) -> RowTable | None:
+    def _listening_table(self, driver: Any) -> tuple[RowTable | None, WalIndexWatch | None]:
         """A row table for this connection (when enabled): fed by its notifications on
-        PostgreSQL, checked against ``PRAGMA data_version`` on SQLite."""
+        PostgreSQL, checked against ``PRAGMA data_version`` on SQLite whenever the watch on
+        the wal-index (if there can be one) has seen a change."""
         if self.row_table is None:
-            return None
+            return None, None
         capacity, recheck_seconds = self.row_table
         table = RowTable(capacity, recheck_seconds)
-        if self.notified and not listen(driver, table):
-            return None
-        return table
+        if self.notified:
+            return (table if listen(driver, table) else None), None
+        return table, wal_index_watch(driver)
 
     def table(self) -> RowTable | None:
         """This thread's row table, if its connection is open and keeps one (for tests)."""
@@ -232,7 +257,10 @@ class PatientLookup:
         return None if held is None else held[3]
 
     def _discard(self, connection: PoolProxiedConnection) -> None:
+        held = getattr(self._local, "held", None)
         self._local.held = None
+        if held is not None and held[4] is not None:
+            held[4].close()  # before its connection: see ``WalIndexWatch``
         with self._lock:
             opener = self._open.pop(connection, None)
         self._close_if_ours(connection, opener)
@@ -249,7 +277,7 @@ class PatientLookup:
         # A forked child shares its parent's socket: closing it there would end the parent's
         # session (psycopg sends Terminate), so the child only forgets it (as SQLAlchemy's
         # pool does after a fork).
-        if opener == os.getpid():
+        if opener == _Process.pid:
             _close_quietly(connection)
 
 
