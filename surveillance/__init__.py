@@ -144,7 +144,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Reads through a memory map of the file instead of copying each page into this
     # connection's own 2 MiB page cache: a worklist count on 100,000 patients touches more
     # pages than that, and re-reading them made its time swing (p50 30 ms, p99 65-95 ms; mapped,
-    # 16 ms and 50 ms; bench/README.md). The mapped pages are the operating system's file
+    # 16 ms and 50 ms; bench/HISTORY.md). The mapped pages are the operating system's file
     # cache, shared by every process, not private memory. Writes still go through SQLite.
     cursor.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
     cursor.close()

@@ -42,5 +42,5 @@ def post_worker_init(worker: object) -> None:
 
     Requests then only pay for collecting their own objects: without this, a full collection
     walks the app's ~150,000 start-up objects and pauses a request for 60-120 ms, which was
-    the whole of the worklists' slowest 1 % (``bench/README.md``)."""
+    the whole of the worklists' slowest 1 % (``bench/HISTORY.md``)."""
     gc.freeze()

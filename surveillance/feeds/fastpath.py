@@ -112,7 +112,7 @@ class PatientLookup:
     own work is a few microseconds of SQL, and the pool's checkout and return (the connection
     wrapper, its finaliser, the events, the reset, and on PostgreSQL ``pool_pre_ping``'s extra
     round trip) cost more than the statement; under load, with the CPU caches cold, that
-    overhead was most of the gap to the benchmark's baseline (``bench/README.md``). A broken
+    overhead was most of the gap to the benchmark's baseline (``bench/HISTORY.md``). A broken
     connection is closed on its first error and the request goes on to Flask (whose pooled,
     pre-pinged connection answers or gives the ``503``); the next poll opens a new one.
     ``Engine.dispose()`` closes them all (tests drop databases; deployments rotate

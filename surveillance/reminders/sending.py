@@ -6,7 +6,7 @@ interpreter after each reply. In a thread beside the one that claims and renders
 batch, each of those moments waits for the other thread to let go of the interpreter (the
 GIL): on the 2-core bench machine a sending thread gained 0-10 % over one step after the
 other, while a process of its own, which shares no interpreter, sent at the pace of SMTP
-alone (``bench/README.md``). So a run's SMTP conversation happens in a child process:
+alone (``bench/HISTORY.md``). So a run's SMTP conversation happens in a child process:
 
 * The child is started with ``spawn`` (a fresh interpreter: forking a process that runs the
   scheduler's threads could copy a lock held by one of them) when a run hands over a full
