@@ -390,6 +390,25 @@ def test_sqlite_quiet_polls_run_no_statement(both: Both, api, fast, is_postgres)
         driver.set_trace_callback(None)
 
 
+def test_sqlite_a_change_after_every_connection_closed_is_seen(
+    both: Both, api, fast, is_postgres
+) -> None:  # type: ignore[no-untyped-def]
+    """With every connection closed SQLite deletes the ``-shm`` file, and the next one makes a
+    new file: a watch still mapping the old one would never see another commit."""
+    if is_postgres:
+        return
+    path = path_of(enrol(api))
+    tag = both.send(path)[0].headers["ETag"]
+    assert poll(both, path, tag)[0].status_code == 304
+    db.session.remove()
+    db.engine.dispose()
+    assert not Path(f"{db.engine.url.database}-shm").exists()
+    patient_row(path).feed_version += 1
+    db.session.commit()
+    answer, _ = poll(both, path, tag)
+    assert answer.status_code == 200 and answer.headers["ETag"] != tag
+
+
 def test_postgresql_forgets_only_what_a_commit_changed(both: Both, api, fast, is_postgres) -> None:  # type: ignore[no-untyped-def]
     if not is_postgres:
         return  # SQLite forgets everything: the test above

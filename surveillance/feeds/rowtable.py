@@ -151,10 +151,12 @@ class WalIndexWatch:
     ``iChange`` goes up, and ``mxFrame`` or the salts move), the first copy last. So an
     unchanged header means nothing was committed since it was read, and a changed one (also
     a half-written or merely reinitialised one) sends the caller to ``data_version``: it can
-    only cost a statement, never hide a commit. The mapping is of the first page only, and
-    the file is never shortened while the connection that made the watch is open (SQLite
-    truncates it only when no connection holds it), which is why the watch lives and dies
-    with that connection."""
+    only cost a statement, never hide a commit. Only while the connection that made the watch
+    is open, though: SQLite shortens or deletes the ``-shm`` file only when no connection
+    holds the database, and a deleted one comes back as a new file that this mapping would
+    never see again. So the watch lives and dies with that connection (``PatientLookup``
+    closes it first, and checks before each poll that the connection is still open and its
+    own)."""
 
     HEADER = 48  # the first copy of WalIndexHdr
     VERSION = 3007000  # iVersion of every wal-index since SQLite 3.7.0
