@@ -323,6 +323,7 @@ class Builder:
             changed,
             None,
             1,
+            (pid - 1) % self.clinics + 1,
         )
 
 
@@ -387,6 +388,7 @@ EVENT_COLUMNS = [
     "updated_at",
     "call_again_on",
     "row_version",
+    "clinic_id",
 ]
 OUTBOX_COLUMNS = [
     "id",

@@ -339,6 +339,10 @@ class PlanEvent(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("surveillance_plans.id"), index=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    # The patient's clinic, copied (patients never change clinic): a coordinator's worklists
+    # then read their clinics' part of an index instead of every clinic's events, each one
+    # checked against its patient (migration 0012).
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
     kind: Mapped[str] = mapped_column(String(10))
     ordinal: Mapped[int]
     due_on: Mapped[date] = mapped_column(Date)
@@ -370,6 +374,7 @@ class PlanEvent(db.Model):
 
     plan: Mapped[SurveillancePlan] = relationship(back_populates="events")
     patient: Mapped[Patient] = relationship()
+    clinic: Mapped[Clinic] = relationship()
 
     __mapper_args__ = {"version_id_col": row_version}
 
@@ -538,6 +543,17 @@ Index("ix_plan_events_status_starts_at", PlanEvent.status, PlanEvent.starts_at)
 Index("ix_plan_events_status_window_start", PlanEvent.status, PlanEvent.window_start)
 # The biopsy-due and to-book lists in due order, without walking the other kind's events.
 Index("ix_plan_events_kind_status_due_on", PlanEvent.kind, PlanEvent.status, PlanEvent.due_on)
+# The same lists for a coordinator: one clinic's events in due order.
+Index(
+    "ix_plan_events_clinic_status_due_on", PlanEvent.clinic_id, PlanEvent.status, PlanEvent.due_on
+)
+Index(
+    "ix_plan_events_clinic_kind_status_due_on",
+    PlanEvent.clinic_id,
+    PlanEvent.kind,
+    PlanEvent.status,
+    PlanEvent.due_on,
+)
 # Active plans whose horizon falls short: what the daily extend-horizons job reads.
 # (horizon_until alone: with status first, SQLite would also take it for every join on
 # "status = 'active'" and read all active plans.)

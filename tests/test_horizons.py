@@ -53,7 +53,7 @@ SPECS: list[tuple[str, int, str | None]] = [
 EVENT_FIELDS = [
     c.key
     for c in PlanEvent.__table__.columns
-    if c.key not in {"id", "uid", "plan_id", "patient_id", "created_at", "updated_at"}
+    if c.key not in {"id", "uid", "plan_id", "patient_id", "clinic_id", "created_at", "updated_at"}
 ]
 
 
@@ -152,7 +152,12 @@ def _events(patient: Patient) -> list[dict[str, Any]]:
         .where(PlanEvent.patient_id == patient.id)
         .order_by(PlanEvent.kind, PlanEvent.ordinal)
     )
-    return [{key: getattr(e, key) for key in EVENT_FIELDS} for e in rows]
+    # The twins' clinics differ: each event must carry its own patient's.
+    return [
+        {key: getattr(e, key) for key in EVENT_FIELDS}
+        | {"own_clinic": e.clinic_id == patient.clinic_id}
+        for e in rows
+    ]
 
 
 def _plan(patient: Patient) -> tuple[Any, ...]:
@@ -170,6 +175,8 @@ def _audit_entries(patient: Patient, after_id: int) -> list[tuple[Any, ...]]:
         changes = json.loads(json.dumps(entry.changes))
         for key in ("uid", "plan_id", "patient_id"):
             changes.get("after", {}).pop(key, None)
+        if "after" in changes:  # the twins' clinics differ: each its own patient's
+            changes["after"]["clinic_id"] = changes["after"]["clinic_id"] == patient.clinic_id
         found.append((entry.actor, entry.action, entry.entity, json.dumps(changes, sort_keys=True)))
     return sorted(found)
 

@@ -218,6 +218,7 @@ def test_after_added_events_only_dates_they_can_change_are_recomputed(clinic) ->
             {
                 "plan_id": patient.active_plan.id,
                 "patient_id": patient.id,
+                "clinic_id": patient.clinic_id,
                 "kind": "visit",
                 "ordinal": 99,
                 "due_on": day,

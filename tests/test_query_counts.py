@@ -63,11 +63,14 @@ def busy_clinic(clinic, coordinator):  # type: ignore[no-untyped-def]
         enrolled = date(2024, 12, 2) if n % 2 else date(2025, 1, 13)
         factories.enrol(clinic, enrolled_on=enrolled, interval_months=3)
     for missed in db.session.scalars(
-        select(PlanEvent).where(PlanEvent.status == EventStatus.PLANNED).limit(48)
+        select(PlanEvent)
+        .where(PlanEvent.status == EventStatus.PLANNED)
+        .order_by(PlanEvent.due_on, PlanEvent.id)
+        .limit(48)
     ).all()[::3]:
         if missed.window_end < TODAY:
             plans.mark_missed(missed)
-    for reminded in db.session.scalars(select(PlanEvent).limit(12)):
+    for reminded in db.session.scalars(select(PlanEvent).order_by(PlanEvent.id).limit(12)):
         db.session.add(_failed_reminder(reminded))
     db.session.commit()
     return coordinator

@@ -425,6 +425,7 @@ def _update_horizons(extensions: list[_Extension], stamp: Any) -> None:
 _EVENT_COLUMNS = (
     ("plan_id", Integer()),
     ("patient_id", Integer()),
+    ("clinic_id", Integer()),
     ("kind", String()),
     ("ordinal", Integer()),
     ("due_on", Date()),
@@ -448,6 +449,7 @@ def _insert_events(
             (
                 x.plan.id,
                 x.plan.patient_id,
+                x.plan.clinic_id,
                 slot.kind.value,
                 slot.ordinal,
                 slot.due_on,
@@ -517,6 +519,7 @@ def _audit(
         values.update(
             plan_id=x.plan.id,
             patient_id=x.plan.patient_id,
+            clinic_id=x.plan.clinic_id,
             kind=slot.kind.value,
             ordinal=slot.ordinal,
             due_on=slot.due_on.isoformat(),

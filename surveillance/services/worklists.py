@@ -130,20 +130,22 @@ def _query(
 ) -> Select:  # type: ignore[type-arg]
     """The list's events, read in the order of an index on the events, so that a page and a
     capped count stop after the rows they need; the patient is joined only when the caller
-    loads it or the clinic filters (a count for every clinic needs no patient)."""
+    loads it (a count needs no patient)."""
     assert worklist.condition is not None
     query = (
         select(PlanEvent)
         .join(PlanEvent.plan)
         .where(SurveillancePlan.status == PlanStatus.ACTIVE, worklist.condition(today))
     )
-    clinic_ids = visible_clinic_ids(user)
-    if with_patient or clinic_ids is not None or clinic_id is not None:
+    if with_patient:
         query = query.join(PlanEvent.patient)
+    # By the event's own copy of the clinic: the list then reads its clinics' part of an index
+    # rather than every clinic's events, each one looked up on its patient.
+    clinic_ids = visible_clinic_ids(user)
     if clinic_ids is not None:
-        query = query.where(Patient.clinic_id.in_(clinic_ids))
+        query = query.where(PlanEvent.clinic_id.in_(clinic_ids))
     if clinic_id is not None:
-        query = query.where(Patient.clinic_id == clinic_id)
+        query = query.where(PlanEvent.clinic_id == clinic_id)
     return query
 
 
