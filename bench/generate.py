@@ -478,7 +478,8 @@ class Writer:
     def defer_indexes(self, tables: Sequence[str]) -> None:
         """Drop the tables' secondary indexes until ``restore_indexes``: building an index once
         over sorted keys is several times cheaper than keeping it up to date row by row (the
-        usual advice for a bulk load). Indexes behind constraints stay."""
+        usual advice for a bulk load). Indexes behind constraints stay, and so do unique ones:
+        a foreign key may refer to one (plan events to patients' (id, clinic_id))."""
         cursor = self.raw.cursor()
         if self.postgres:
             cursor.execute(
@@ -486,6 +487,7 @@ class Writer:
                 "JOIN pg_class ix ON ix.oid = i.indexrelid "
                 "JOIN pg_class owner ON owner.oid = i.indrelid "
                 "WHERE owner.relname = ANY(%s) "
+                "AND NOT i.indisunique "
                 "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
                 (list(tables),),
             )
@@ -493,7 +495,7 @@ class Writer:
             marks = ", ".join("?" * len(tables))
             cursor.execute(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-                f"AND tbl_name IN ({marks})",
+                f"AND sql NOT LIKE 'CREATE UNIQUE %' AND tbl_name IN ({marks})",
                 tuple(tables),
             )
         found = cursor.fetchall()

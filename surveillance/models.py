@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     Date,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     String,
     Table,
@@ -227,6 +228,9 @@ class Patient(db.Model):
             "given_name",
             "id",
         ),
+        # What plan events' (patient, clinic) refer to, so an event's copy of the clinic can
+        # only be its patient's (migration 0012).
+        Index("ix_patients_id_clinic_id", "id", "clinic_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -334,15 +338,20 @@ class PlanEvent(db.Model):
         CheckConstraint(f"outcome IS NULL OR outcome IN {_in(Outcome)}", name="outcome"),
         CheckConstraint("window_start <= due_on AND due_on <= window_end", name="window"),
         Index("ix_plan_events_status_due_on", "status", "due_on"),
+        # The events follow a patient moved to another clinic (see ``clinic_id``).
+        ForeignKeyConstraint(
+            ["patient_id", "clinic_id"], ["patients.id", "patients.clinic_id"], onupdate="CASCADE"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("surveillance_plans.id"), index=True)
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
-    # The patient's clinic, copied (patients never change clinic): a coordinator's worklists
-    # then read their clinics' part of an index instead of every clinic's events, each one
-    # checked against its patient (migration 0012).
-    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    patient_id: Mapped[int] = mapped_column(index=True)
+    # The patient's clinic, copied so that a coordinator's worklists read their clinics' part
+    # of an index instead of every clinic's events, each one looked up on its patient. The
+    # foreign key is (patient_id, clinic_id), so the copy can only be the patient's, and the
+    # database updates it when the patient moves (ON UPDATE CASCADE; migration 0012).
+    clinic_id: Mapped[int]
     kind: Mapped[str] = mapped_column(String(10))
     ordinal: Mapped[int]
     due_on: Mapped[date] = mapped_column(Date)
@@ -373,8 +382,11 @@ class PlanEvent(db.Model):
     row_version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     plan: Mapped[SurveillancePlan] = relationship(back_populates="events")
-    patient: Mapped[Patient] = relationship()
-    clinic: Mapped[Clinic] = relationship()
+    # Joined on the patient's id alone (not the whole key): a loaded patient then comes from
+    # the identity map, with no query per event.
+    patient: Mapped[Patient] = relationship(
+        primaryjoin="PlanEvent.patient_id == Patient.id", foreign_keys=[patient_id]
+    )
 
     __mapper_args__ = {"version_id_col": row_version}
 

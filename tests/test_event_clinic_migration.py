@@ -1,17 +1,23 @@
-"""Migration 0012 (each plan event carries its patient's clinic) on a database that already
-holds events of several clinics' patients."""
+"""Each plan event carries its patient's clinic: migration 0012 on a database that already
+holds events of several clinics' patients, and the copy following a patient who moves."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import downgrade, upgrade
+from sqlalchemy import select
 
 from surveillance.extensions import db
+from surveillance.models import PlanEvent
+from surveillance.services import worklists
+from tests import factories
 from tests.conftest import app_on_an_empty_database
 
 BEFORE, REVISION = "0011_outbox_claim_order", "0012_event_clinic"
@@ -71,18 +77,24 @@ def test_backfill_copies_each_patients_clinic(fresh_app: Flask) -> None:
     columns = {c["name"]: c for c in sa.inspect(db.engine).get_columns("plan_events")}
     assert columns["clinic_id"]["nullable"] is False
     indexes = {i["name"] for i in sa.inspect(db.engine).get_indexes("plan_events")}
+    indexes |= {i["name"] for i in sa.inspect(db.engine).get_indexes("patients")}
     assert {
         "ix_plan_events_clinic_status_due_on",
         "ix_plan_events_clinic_kind_status_due_on",
+        "ix_patients_id_clinic_id",
     } <= indexes
 
 
-def test_an_event_without_its_clinic_is_refused(fresh_app: Flask) -> None:
+def test_an_event_without_its_patients_clinic_is_refused(fresh_app: Flask) -> None:
     upgrade(revision=BEFORE)
     _existing_rows()
     upgrade(revision=REVISION)
-    with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:  # no such clinic
-        conn.execute(sa.text("UPDATE plan_events SET clinic_id = 99 WHERE patient_id = 1"))
+    for clinic_id in (1, 99):  # another clinic than the patient's; no clinic of that id
+        with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE plan_events SET clinic_id = :c WHERE patient_id = 1"),
+                {"c": clinic_id},
+            )
     with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:  # none at all
         conn.execute(
             sa.text(
@@ -102,5 +114,35 @@ def test_downgrade_drops_the_column_and_upgrade_again_fills_it(fresh_app: Flask)
     downgrade(revision=BEFORE)
     columns = {c["name"] for c in sa.inspect(db.engine).get_columns("plan_events")}
     assert "clinic_id" not in columns
+    keys = sa.inspect(db.engine).get_foreign_keys("plan_events")
+    assert {(tuple(k["constrained_columns"]), k["referred_table"]) for k in keys} == {
+        (("plan_id",), "surveillance_plans"),
+        (("patient_id",), "patients"),
+    }
     upgrade(revision=REVISION)
     assert _event_clinics() == set(PATIENT_CLINICS.items())
+
+
+def test_a_moved_patients_events_follow_to_the_new_clinics_lists(app) -> None:  # type: ignore[no-untyped-def]
+    """The copy of the clinic on each event moves with the patient (ON UPDATE CASCADE), so
+    the new clinic's coordinator sees the patient's open events and the old one no longer
+    does."""
+    old, new = factories.clinic("old-place"), factories.clinic("new-place")
+    patient = factories.enrol(old, enrolled_on=date(2025, 1, 6), interval_months=3)
+    bystander = factories.enrol(old, enrolled_on=date(2025, 1, 6), interval_months=3)
+    at_old, at_new = factories.user(clinics=[old]), factories.user(clinics=[new])
+    db.session.commit()
+    today = date(2026, 1, 5)
+
+    def overdue(user: Any) -> set[int]:
+        return {e.patient_id for e in worklists.fetch("overdue", user, today, per_page=200).items}
+
+    assert overdue(at_old) == {patient.id, bystander.id} and overdue(at_new) == set()
+    patient.clinic = new
+    db.session.commit()
+    db.session.expire_all()
+    assert overdue(at_old) == {bystander.id} and overdue(at_new) == {patient.id}
+    moved = db.session.scalars(
+        select(PlanEvent.clinic_id).where(PlanEvent.patient_id == patient.id)
+    )
+    assert set(moved) == {new.id}

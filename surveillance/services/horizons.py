@@ -280,7 +280,27 @@ def _plan_events(
     tempt SQLite into scanning the much larger ``(status, due_on)`` index instead."""
     anchors = {plan.id: plan.anchor_ordinal for plan in plan_rows}
     todays = {plan.id: planners[plan.clinic_id].today for plan in plan_rows}
-    rows = db.session.execute(
+    visits: dict[int, list[ExistingVisit]] = defaultdict(list)
+    biopsies: dict[int, list[date]] = defaultdict(list)
+    visit, biopsy, planned = EventKind.VISIT.value, EventKind.BIOPSY.value, EventStatus.PLANNED
+    status_of, as_date = planning.reconciliation_status, _date_reader()
+    for plan_id, event_id, kind, ordinal, status, by_replan, due_on in _event_rows(anchors):
+        if kind == visit:
+            if ordinal > anchors[plan_id]:
+                visits[plan_id].append(
+                    ExistingVisit(event_id, ordinal, status_of(status, by_replan), as_date(due_on))
+                )
+        elif kind == biopsy and status == planned and as_date(due_on) >= todays[plan_id]:
+            biopsies[plan_id].append(as_date(due_on))
+    return visits, biopsies
+
+
+def _event_rows(plan_ids: Iterable[int]) -> list[tuple[Any, ...]]:
+    """(plan, id, kind, ordinal, status, cancelled by re-planning, due date) of the plans'
+    events, as the driver returns them: a batch reads about 56,000 rows, and SQLAlchemy's
+    rows and result processing took twice as long as the driver's own fetch (measured: 190
+    against 70 ms a batch). On SQLite the due date is ISO text (``_date_reader``)."""
+    result = db.session.connection().execute(
         select(
             _events.c.plan_id,
             _events.c.id,
@@ -289,21 +309,28 @@ def _plan_events(
             _events.c.status,
             _events.c.cancelled_by_replan,
             _events.c.due_on,
-        ).where(_events.c.plan_id.in_(list(anchors)))
-    ).all()
-    visits: dict[int, list[ExistingVisit]] = defaultdict(list)
-    biopsies: dict[int, list[date]] = defaultdict(list)
-    visit, biopsy, planned = EventKind.VISIT.value, EventKind.BIOPSY.value, EventStatus.PLANNED
-    status_of = planning.reconciliation_status
-    for plan_id, event_id, kind, ordinal, status, by_replan, due_on in rows:
-        if kind == visit:
-            if ordinal > anchors[plan_id]:
-                visits[plan_id].append(
-                    ExistingVisit(event_id, ordinal, status_of(status, by_replan), due_on)
-                )
-        elif kind == biopsy and status == planned and due_on >= todays[plan_id]:
-            biopsies[plan_id].append(due_on)
-    return visits, biopsies
+        ).where(_events.c.plan_id.in_(list(plan_ids)))
+    )
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
+
+
+def _date_reader() -> Callable[[Any], date]:
+    """Dates as the driver gives them to ``date``: psycopg returns dates; SQLite's text is
+    parsed once per distinct day (a batch's 56,000 rows hold a few thousand days)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return lambda value: value
+    parsed: dict[str, date] = {}
+
+    def as_date(text: str) -> date:
+        day = parsed.get(text)
+        if day is None:
+            day = parsed[text] = date.fromisoformat(text)
+        return day
+
+    return as_date
 
 
 # --- Bulk writes ------------------------------------------------------------------------------

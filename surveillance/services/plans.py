@@ -186,7 +186,7 @@ def _new_event(plan: SurveillancePlan, slot: EventSlot) -> PlanEvent:
     return PlanEvent(
         plan=plan,
         patient=plan.patient,
-        clinic=plan.patient.clinic,
+        clinic_id=plan.patient.clinic_id,  # the patient is in the database by now
         kind=slot.kind.value,
         ordinal=slot.ordinal,
         due_on=slot.due_on,
