@@ -64,15 +64,21 @@ def _existing_rows() -> None:
             conn.execute(sa.text(statement))
 
 
+@pytest.fixture
+def migrated(fresh_app: Flask) -> Flask:
+    """At 0012, migrated from 0011 with events of patients of three clinics."""
+    upgrade(revision=BEFORE)
+    _existing_rows()
+    upgrade(revision=REVISION)
+    return fresh_app
+
+
 def _event_clinics() -> set[tuple[int, int]]:
     with db.engine.connect() as conn:
         return set(conn.execute(sa.text("SELECT patient_id, clinic_id FROM plan_events")).all())
 
 
-def test_backfill_copies_each_patients_clinic(fresh_app: Flask) -> None:
-    upgrade(revision=BEFORE)
-    _existing_rows()
-    upgrade(revision=REVISION)
+def test_backfill_copies_each_patients_clinic(migrated: Flask) -> None:
     assert _event_clinics() == set(PATIENT_CLINICS.items())
     columns = {c["name"]: c for c in sa.inspect(db.engine).get_columns("plan_events")}
     assert columns["clinic_id"]["nullable"] is False
@@ -85,10 +91,7 @@ def test_backfill_copies_each_patients_clinic(fresh_app: Flask) -> None:
     } <= indexes
 
 
-def test_an_event_without_its_patients_clinic_is_refused(fresh_app: Flask) -> None:
-    upgrade(revision=BEFORE)
-    _existing_rows()
-    upgrade(revision=REVISION)
+def test_an_event_without_its_patients_clinic_is_refused(migrated: Flask) -> None:
     for clinic_id in (1, 99):  # another clinic than the patient's; no clinic of that id
         with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:
             conn.execute(
@@ -107,10 +110,7 @@ def test_an_event_without_its_patients_clinic_is_refused(fresh_app: Flask) -> No
     assert _event_clinics() == set(PATIENT_CLINICS.items())
 
 
-def test_downgrade_drops_the_column_and_upgrade_again_fills_it(fresh_app: Flask) -> None:
-    upgrade(revision=BEFORE)
-    _existing_rows()
-    upgrade(revision=REVISION)
+def test_downgrade_drops_the_column_and_upgrade_again_fills_it(migrated: Flask) -> None:
     downgrade(revision=BEFORE)
     columns = {c["name"] for c in sa.inspect(db.engine).get_columns("plan_events")}
     assert "clinic_id" not in columns

@@ -11,11 +11,12 @@ kept, and more with every clinic a network adds. ``plan_events.clinic_id`` (a co
 patient's) and two indexes by clinic let a list read its own rows only.
 
 The events' foreign key to patients becomes (patient_id, clinic_id) -> patients (id,
-clinic_id), through a new unique index on patients, so the copy can only be the patient's
-clinic, and follows a patient moved to another clinic (ON UPDATE CASCADE); still one key to check per new event (a separate key to clinics would have added a
-check per row: 0.35 s of the horizon job's 1.4 s of event inserts, on PostgreSQL). The index
-on patients is not a constraint so that SQLite adds it without rebuilding the table (which
-would drop its search triggers, see 0007).
+clinic_id), through a new unique index on patients: the copy can only be the patient's clinic
+and follows a patient moved to another clinic (ON UPDATE CASCADE), and each new event still
+checks one key (a separate key to clinics would have added a check per row: 0.35 s of the
+horizon job's 1.4 s of event inserts, on PostgreSQL). The index on patients is not a
+constraint so that SQLite adds it without rebuilding the table (which would drop its search
+triggers, see 0007).
 """
 
 import sqlalchemy as sa
