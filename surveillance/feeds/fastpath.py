@@ -72,7 +72,8 @@ class _Process:
     """This process's id, renewed in a forked child. ``os.getpid()`` is a system call each
     time (glibc no longer caches it), and every poll asked it, for a value that changes only
     at a fork: one of the four system calls the fast path added to gunicorn's 17 or so for a
-    ``304`` (the other three are SQLite's, for ``PRAGMA data_version``)."""
+    ``304`` (the other three were SQLite's, for ``PRAGMA data_version``, which a poll now
+    asks only when ``WalIndexWatch`` has seen a commit)."""
 
     pid = os.getpid()
 
