@@ -527,6 +527,31 @@ def test_over_smtp_the_next_chunk_is_sent_while_the_last_is_recorded(
         record_on(conn, outcomes, *args)
 
     monkeypatch.setattr(delivery, "_record_on", slow_record_on)
+    # The first batch's last chunk is answered only once the run has handed the second batch
+    # over: otherwise, on a busy machine, the sending thread may find nothing to send next and
+    # (rightly) record at once, and the wait above would never end.
+    handed_over: list[Any] = []
+    second_handed = threading.Event()
+    hand_over, answer = delivery._SendingThread.send, sending.SendingProcess.replies
+
+    def handing_over(thread: Any, batch: Any, full: bool) -> Any:
+        handed = hand_over(thread, batch, full)
+        handed_over.append(batch)
+        if len(handed_over) == 2:
+            second_handed.set()
+        return handed
+
+    answered: list[Any] = []
+
+    def answering(process: Any) -> Any:
+        replies = answer(process)
+        answered.append(replies)
+        if len(answered) == 2:  # the first batch's second and last chunk
+            assert second_handed.wait(WAIT), "the run never handed the second batch over"
+        return replies
+
+    monkeypatch.setattr(delivery._SendingThread, "send", handing_over)
+    monkeypatch.setattr(sending.SendingProcess, "replies", answering)
     engine = db.engine
     unrecorded: list[int] = []  # at each message received: how many sent are not recorded
     accept = smtp.recorder.handle_DATA
